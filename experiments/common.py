@@ -1,0 +1,107 @@
+"""What every experiment module shares: atomic writes, claims, figures, the experiment protocol.
+
+An experiment is one module ``experiments/<name>.py`` (name with underscores; its public NAME uses
+dashes) defining::
+
+    NAME = "sparse-view"                 # what `python -m experiments run NAME` takes
+    DESCRIPTION = "one line for `python -m experiments list`"
+    REFERENCE = "Adler & Oktem 2018, IEEE TMI 37(6)"   # paper(s) it reproduces or adapts
+
+    @dataclass(frozen=True)
+    class Config: ...                    # every knob, with defaults = the full configuration
+
+    PRESETS = {"tiny": Config(...), "quick": Config(...), "full": Config()}
+    # tiny: seconds, for CI; quick: minutes on a 2-core CPU; full: the paper's scale (GPU)
+
+    def run(config: Config, out: Path, *, device: torch.device, seeds: Sequence[int]) -> dict:
+        # writes figures (PNG) and checkpoints into `out`, resumes from checkpoints found there,
+        # and returns the metrics dict (JSON-serialisable); a "claims" list where it checks
+        # claims of a paper: [{"claim": str, "held": bool, "numbers": {...}}, ...]
+
+The runner (``experiments/__main__.py``) writes ``config.json`` and ``metrics.json`` itself.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Dict, Iterable, Mapping
+
+import numpy as np
+
+__all__ = ["write_json_atomic", "write_bytes_atomic", "save_figure", "claim", "to_jsonable",
+           "mean_std"]
+
+
+def to_jsonable(obj: Any) -> Any:
+    """Convert dataclasses, numpy and torch scalars/arrays, tuples and paths to JSON types."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, Mapping):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, (np.floating, float)):
+        v = float(obj)
+        return v if math.isfinite(v) else None
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    if isinstance(obj, np.ndarray):
+        return to_jsonable(obj.tolist())
+    if hasattr(obj, "detach") and hasattr(obj, "tolist"):  # torch tensor
+        return to_jsonable(obj.detach().cpu().tolist())
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    write_bytes_atomic(path, (json.dumps(to_jsonable(obj), indent=2) + "\n").encode())
+
+
+def save_figure(fig, path: Path, dpi: int = 110) -> Path:
+    """Save a matplotlib figure as PNG atomically and close it. Returns the path."""
+    import io
+
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    plt.close(fig)
+    write_bytes_atomic(Path(path), buf.getvalue())
+    return Path(path)
+
+
+def claim(text: str, held: bool, **numbers) -> Dict[str, Any]:
+    """One entry of a metrics ``"claims"`` list (see shared/CONVENTIONS.md)."""
+    return {"claim": text, "held": bool(held), "numbers": to_jsonable(numbers)}
+
+
+def mean_std(values: Iterable[float]) -> Dict[str, float]:
+    """``{"mean": ..., "std": ..., "n": ...}`` (population std; 0 for a single value)."""
+    arr = np.asarray(list(values), dtype=np.float64)
+    return {"mean": float(arr.mean()) if arr.size else float("nan"),
+            "std": float(arr.std()) if arr.size else float("nan"), "n": int(arr.size)}

@@ -1,0 +1,459 @@
+"""Image grids and 2D scan geometries (parallel beam, fan beam with flat or curved detector).
+
+All geometries are immutable values: frozen dataclasses built with keyword arguments, validated
+on construction, with a ``repr`` that can be pasted back into Python, and slicing over views
+(``geometry[::2]``) that returns a new geometry.
+
+Conventions (see ``shared/CONVENTIONS.md``):
+
+* lengths in millimetres, angles in radians;
+* an image is ``(*batch, H, W)``; pixel centre ``(r, c)`` sits at
+  ``x = (c - (W-1)/2) * dx``, ``y = ((H-1)/2 - r) * dy``;
+* a sinogram is ``(*batch, views, detectors)``; detector ``j`` of ``n`` sits at
+  ``u_j = (j - (n-1)/2) * spacing + offset``;
+* a line ``(theta, s)`` is the set ``x cos(theta) + y sin(theta) = s``. Parallel beam: view
+  ``theta`` and detector ``u`` carry the line ``(theta, u)``. Fan beam: source angle ``beta``,
+  source at ``R (-sin beta, cos beta)``; detector ``u`` carries ``(beta + gamma, R sin gamma)``
+  with ``gamma = atan(u / D)`` (flat) or ``gamma = u / D`` (curved, equiangular).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass, replace
+from typing import Sequence, Tuple, Union
+
+import numpy as np
+
+__all__ = [
+    "ImageGrid",
+    "ParallelGeometry",
+    "FanGeometry",
+    "Geometry",
+    "uniform_angles",
+]
+
+
+def _positive_float(name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    value = float(value)
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be positive and finite, got {value!r}")
+    return value
+
+
+def _finite_float(name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    return value
+
+
+def _positive_int(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
+    if value <= 0:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def _angle_tuple(angles) -> Tuple[float, ...]:
+    try:
+        arr = np.asarray(
+            angles.detach().cpu().numpy() if hasattr(angles, "detach") else angles,
+            dtype=np.float64,
+        )
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"angles must be a 1-D sequence of real numbers: {exc}") from None
+    if arr.ndim != 1:
+        raise ValueError(f"angles must be 1-D, got shape {arr.shape}")
+    if arr.size == 0:
+        raise ValueError("angles must contain at least one view")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError("angles must be finite (found NaN or Inf)")
+    return tuple(float(a) for a in arr)
+
+
+def uniform_angles(views: int, arc: float = math.pi, start: float = 0.0) -> Tuple[float, ...]:
+    """``views`` equally spaced angles ``start + k * arc / views`` for ``k = 0..views-1`` (radians).
+
+    The end point ``start + arc`` is excluded, so ``arc = pi`` gives the usual parallel full scan
+    ``[0, pi)`` and ``arc = 2 pi`` the fan full scan.
+    """
+    views = _positive_int("views", views)
+    arc = _positive_float("arc", arc)
+    start = _finite_float("start", start)
+    return tuple(float(start + k * arc / views) for k in range(views))
+
+
+def _short_repr_angles(angles: Tuple[float, ...]) -> str:
+    return "(" + ", ".join(repr(a) for a in angles) + ("," if len(angles) == 1 else "") + ")"
+
+
+@dataclass(frozen=True)
+class ImageGrid:
+    """A 2D pixel grid centred on the rotation axis.
+
+    Parameters
+    ----------
+    shape : (H, W)
+        Number of rows and columns.
+    spacing : (dy, dx), default (1.0, 1.0)
+        Pixel height and width in millimetres.
+
+    Pixel ``(r, c)`` has its centre at ``x = (c - (W-1)/2) dx``, ``y = ((H-1)/2 - r) dy``.
+    For even sizes the isocentre lies between pixels (half a pixel from scikit-image's ``N // 2``).
+    """
+
+    shape: Tuple[int, int]
+    spacing: Tuple[float, float] = (1.0, 1.0)
+
+    def __post_init__(self):
+        shape = tuple(self.shape) if isinstance(self.shape, (tuple, list)) else self.shape
+        if not isinstance(shape, tuple) or len(shape) != 2:
+            raise ValueError(f"shape must be a pair (H, W), got {self.shape!r}")
+        shape = (_positive_int("shape[0] (H)", shape[0]), _positive_int("shape[1] (W)", shape[1]))
+        spacing = self.spacing
+        if isinstance(spacing, numbers.Real):
+            spacing = (spacing, spacing)
+        if not isinstance(spacing, (tuple, list)) or len(spacing) != 2:
+            raise ValueError(f"spacing must be a pair (dy, dx), got {self.spacing!r}")
+        spacing = (_positive_float("spacing[0] (dy)", spacing[0]),
+                   _positive_float("spacing[1] (dx)", spacing[1]))
+        object.__setattr__(self, "shape", shape)
+        object.__setattr__(self, "spacing", spacing)
+
+    @property
+    def height(self) -> int:
+        return self.shape[0]
+
+    @property
+    def width(self) -> int:
+        return self.shape[1]
+
+    @property
+    def extent(self) -> Tuple[float, float]:
+        """Physical size ``(H dy, W dx)`` in millimetres."""
+        return (self.shape[0] * self.spacing[0], self.shape[1] * self.spacing[1])
+
+    @property
+    def radius(self) -> float:
+        """Radius of the circle circumscribing the grid (its corners), in millimetres."""
+        return 0.5 * math.hypot(*self.extent)
+
+    @property
+    def pixel_area(self) -> float:
+        return self.spacing[0] * self.spacing[1]
+
+    def x_coordinates(self) -> np.ndarray:
+        """Pixel-centre x coordinates of the columns, shape ``(W,)``, millimetres."""
+        w = self.shape[1]
+        return (np.arange(w) - (w - 1) / 2.0) * self.spacing[1]
+
+    def y_coordinates(self) -> np.ndarray:
+        """Pixel-centre y coordinates of the rows, shape ``(H,)``, millimetres (upward)."""
+        h = self.shape[0]
+        return ((h - 1) / 2.0 - np.arange(h)) * self.spacing[0]
+
+    def meshgrid(self) -> Tuple[np.ndarray, np.ndarray]:
+        """``(X, Y)`` pixel-centre coordinates, each ``(H, W)``."""
+        x = self.x_coordinates()
+        y = self.y_coordinates()
+        return np.meshgrid(x, y, indexing="xy")
+
+    def __repr__(self) -> str:
+        return f"ImageGrid(shape={self.shape!r}, spacing={self.spacing!r})"
+
+
+@dataclass(frozen=True, repr=False, kw_only=True)
+class _ScanGeometry:
+    angles: Tuple[float, ...]
+    detector_count: int
+    detector_spacing: float = 1.0
+    detector_offset: float = 0.0
+
+    def _validate_common(self):
+        object.__setattr__(self, "angles", _angle_tuple(self.angles))
+        object.__setattr__(self, "detector_count",
+                           _positive_int("detector_count", self.detector_count))
+        object.__setattr__(self, "detector_spacing",
+                           _positive_float("detector_spacing", self.detector_spacing))
+        object.__setattr__(self, "detector_offset",
+                           _finite_float("detector_offset", self.detector_offset))
+
+    @property
+    def views(self) -> int:
+        return len(self.angles)
+
+    @property
+    def sinogram_shape(self) -> Tuple[int, int]:
+        """``(views, detectors)``."""
+        return (len(self.angles), self.detector_count)
+
+    def angle_array(self) -> np.ndarray:
+        """View angles as a float64 array, shape ``(views,)``."""
+        return np.asarray(self.angles, dtype=np.float64)
+
+    def detector_positions(self) -> np.ndarray:
+        """Detector-element centres ``u_j``, shape ``(detectors,)``, millimetres."""
+        n = self.detector_count
+        return (np.arange(n) - (n - 1) / 2.0) * self.detector_spacing + self.detector_offset
+
+    def angular_weights(self) -> np.ndarray:
+        """Quadrature weight (radians) of each view for back-projection, shape ``(views,)``.
+
+        Half the distance to the two neighbouring angles (in sorted order); the two end views
+        get the same weight as their neighbour, so a uniform arc of ``n`` views gets ``arc / n``
+        everywhere.
+        """
+        a = self.angle_array()
+        if a.size == 1:
+            return np.ones(1)
+        order = np.argsort(a)
+        s = a[order]
+        gaps = np.diff(s)
+        w = np.empty_like(s)
+        w[1:-1] = 0.5 * (gaps[:-1] + gaps[1:])
+        w[0] = gaps[0]
+        w[-1] = gaps[-1]
+        out = np.empty_like(w)
+        out[order] = w
+        return out
+
+    def __getitem__(self, index):
+        """Select views: ``geometry[::2]``, ``geometry[10:40]``, ``geometry[[0, 5, 9]]``."""
+        angles = np.asarray(self.angles)
+        if isinstance(index, numbers.Integral) and not isinstance(index, bool):
+            index = [int(index)]
+        try:
+            picked = angles[index]
+        except (IndexError, TypeError) as exc:
+            raise IndexError(f"cannot select views with {index!r}: {exc}") from None
+        picked = np.atleast_1d(picked)
+        if picked.size == 0:
+            raise IndexError(f"selecting views with {index!r} leaves no view")
+        return replace(self, angles=tuple(float(a) for a in picked))
+
+    def with_angles(self, angles):
+        """The same geometry with other view angles."""
+        return replace(self, angles=angles)
+
+    def lines(self) -> Tuple[np.ndarray, np.ndarray]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+@dataclass(frozen=True, repr=False, kw_only=True)
+class ParallelGeometry(_ScanGeometry):
+    """2D parallel-beam geometry.
+
+    Parameters
+    ----------
+    angles : sequence of float
+        View angles ``theta`` in radians, shape ``(views,)``.
+    detector_count : int
+        Number of detector elements.
+    detector_spacing : float
+        Element pitch in millimetres.
+    detector_offset : float
+        Shift of the detector centre along ``u`` in millimetres.
+
+    View ``theta`` and detector coordinate ``u`` measure the line integral along
+    ``x cos(theta) + y sin(theta) = u`` (scikit-image's ``radon`` convention: at ``theta = 0``
+    each detector sums a column).
+    """
+
+    def __post_init__(self):
+        self._validate_common()
+
+    @classmethod
+    def full_scan(cls, views: int, detector_count: int, detector_spacing: float = 1.0,
+                  detector_offset: float = 0.0) -> "ParallelGeometry":
+        """``views`` angles uniformly over ``[0, pi)``."""
+        return cls(angles=uniform_angles(views, math.pi), detector_count=detector_count,
+                   detector_spacing=detector_spacing, detector_offset=detector_offset)
+
+    @classmethod
+    def limited_angle(cls, arc: float, views: int, detector_count: int,
+                      detector_spacing: float = 1.0, start: float = 0.0,
+                      detector_offset: float = 0.0) -> "ParallelGeometry":
+        """``views`` angles uniformly over ``[start, start + arc)``; ``arc < pi`` is limited-angle."""
+        return cls(angles=uniform_angles(views, arc, start), detector_count=detector_count,
+                   detector_spacing=detector_spacing, detector_offset=detector_offset)
+
+    @classmethod
+    def sparse_view(cls, views: int, detector_count: int, detector_spacing: float = 1.0,
+                    detector_offset: float = 0.0) -> "ParallelGeometry":
+        """A sparse-view full scan: few angles uniformly over ``[0, pi)`` (same as ``full_scan``)."""
+        return cls.full_scan(views, detector_count, detector_spacing, detector_offset)
+
+    def lines(self) -> Tuple[np.ndarray, np.ndarray]:
+        """Line parameters ``(theta, s)`` of every ray, each ``(views, detectors)``, float64."""
+        theta = np.repeat(self.angle_array()[:, None], self.detector_count, axis=1)
+        s = np.broadcast_to(self.detector_positions()[None, :], theta.shape).copy()
+        return theta, s
+
+    def fov_radius(self) -> float:
+        """Radius (mm) of the centred disk that every view covers completely."""
+        u = self.detector_positions()
+        half = 0.5 * self.detector_spacing
+        return float(min(abs(u.min() - half), abs(u.max() + half)))
+
+    def __repr__(self) -> str:
+        return (f"ParallelGeometry(angles={_short_repr_angles(self.angles)}, "
+                f"detector_count={self.detector_count!r}, "
+                f"detector_spacing={self.detector_spacing!r}, "
+                f"detector_offset={self.detector_offset!r})")
+
+
+_DETECTOR_SHAPES = ("flat", "curved")
+
+
+@dataclass(frozen=True, repr=False, kw_only=True)
+class FanGeometry(_ScanGeometry):
+    """2D fan-beam geometry with a flat or a curved (equiangular) detector.
+
+    Parameters
+    ----------
+    angles : sequence of float
+        Source angles ``beta`` in radians, shape ``(views,)``; the source sits at
+        ``R (-sin beta, cos beta)``.
+    detector_count : int
+        Number of detector elements.
+    detector_spacing : float
+        Element pitch in millimetres, measured on the detector (along the arc for ``curved``).
+    source_to_isocenter : float
+        ``R`` in millimetres.
+    source_to_detector : float
+        ``D`` in millimetres (greater than ``R``).
+    detector : ``"flat"`` or ``"curved"``
+        Flat detector (``gamma = atan(u / D)``) or curved equiangular detector centred on the
+        source (``gamma = u / D``).
+    detector_offset : float
+        Shift of the detector centre along ``u`` in millimetres.
+
+    Detector coordinate ``u`` carries the line ``(beta + gamma, R sin(gamma))``.
+    """
+
+    source_to_isocenter: float
+    source_to_detector: float
+    detector: str = "flat"
+
+    def __post_init__(self):
+        self._validate_common()
+        r = _positive_float("source_to_isocenter", self.source_to_isocenter)
+        d = _positive_float("source_to_detector", self.source_to_detector)
+        if d <= r:
+            raise ValueError(
+                f"source_to_detector ({d}) must exceed source_to_isocenter ({r}): the detector "
+                "must lie beyond the rotation axis")
+        if self.detector not in _DETECTOR_SHAPES:
+            raise ValueError(f"detector must be one of {_DETECTOR_SHAPES}, got {self.detector!r}")
+        object.__setattr__(self, "source_to_isocenter", r)
+        object.__setattr__(self, "source_to_detector", d)
+        half_arc = 0.5 * self.detector_count * self.detector_spacing + abs(self.detector_offset)
+        if self.detector == "curved" and half_arc / d >= math.pi / 2:
+            raise ValueError(
+                "the curved detector spans a fan angle of pi or more: reduce detector_count or "
+                "detector_spacing, or increase source_to_detector")
+
+    @classmethod
+    def full_scan(cls, views: int, detector_count: int, detector_spacing: float,
+                  source_to_isocenter: float, source_to_detector: float, detector: str = "flat",
+                  detector_offset: float = 0.0) -> "FanGeometry":
+        """``views`` source angles uniformly over ``[0, 2 pi)``."""
+        return cls(angles=uniform_angles(views, 2 * math.pi), detector_count=detector_count,
+                   detector_spacing=detector_spacing, source_to_isocenter=source_to_isocenter,
+                   source_to_detector=source_to_detector, detector=detector,
+                   detector_offset=detector_offset)
+
+    @classmethod
+    def short_scan(cls, views: int, detector_count: int, detector_spacing: float,
+                   source_to_isocenter: float, source_to_detector: float, detector: str = "flat",
+                   start: float = 0.0, detector_offset: float = 0.0) -> "FanGeometry":
+        """A short scan: ``views`` source angles uniformly over ``pi + 2 gamma_max`` (end included).
+
+        ``gamma_max`` is the half fan angle to the outer edge of the detector. The last view sits
+        exactly at ``start + pi + 2 gamma_max`` so that Parker weights vanish at both ends.
+        """
+        probe = cls(angles=(0.0,), detector_count=detector_count,
+                    detector_spacing=detector_spacing, source_to_isocenter=source_to_isocenter,
+                    source_to_detector=source_to_detector, detector=detector,
+                    detector_offset=detector_offset)
+        arc = math.pi + 2 * probe.half_fan_angle
+        views = _positive_int("views", views)
+        if views < 2:
+            raise ValueError("a short scan needs at least 2 views")
+        angles = tuple(float(start + k * arc / (views - 1)) for k in range(views))
+        return replace(probe, angles=angles)
+
+    @classmethod
+    def limited_angle(cls, arc: float, views: int, detector_count: int, detector_spacing: float,
+                      source_to_isocenter: float, source_to_detector: float,
+                      detector: str = "flat", start: float = 0.0,
+                      detector_offset: float = 0.0) -> "FanGeometry":
+        """``views`` source angles uniformly over ``[start, start + arc)``."""
+        return cls(angles=uniform_angles(views, arc, start), detector_count=detector_count,
+                   detector_spacing=detector_spacing, source_to_isocenter=source_to_isocenter,
+                   source_to_detector=source_to_detector, detector=detector,
+                   detector_offset=detector_offset)
+
+    @property
+    def fan_angle_of(self):
+        """Function mapping detector coordinates ``u`` (mm) to fan angles ``gamma`` (rad)."""
+        d = self.source_to_detector
+        if self.detector == "flat":
+            return lambda u: np.arctan(np.asarray(u, dtype=np.float64) / d)
+        return lambda u: np.asarray(u, dtype=np.float64) / d
+
+    def fan_angles(self) -> np.ndarray:
+        """Fan angle ``gamma_j`` of each detector element, shape ``(detectors,)``, radians."""
+        return self.fan_angle_of(self.detector_positions())
+
+    @property
+    def half_fan_angle(self) -> float:
+        """``gamma_max``: the largest ``|gamma|`` reached at the outer edge of the detector."""
+        u = self.detector_positions()
+        half = 0.5 * self.detector_spacing
+        edges = np.array([u.min() - half, u.max() + half])
+        return float(np.max(np.abs(self.fan_angle_of(edges))))
+
+    @property
+    def magnification(self) -> float:
+        """``D / R``."""
+        return self.source_to_detector / self.source_to_isocenter
+
+    def lines(self) -> Tuple[np.ndarray, np.ndarray]:
+        """Line parameters ``(theta, s)`` of every ray, each ``(views, detectors)``, float64."""
+        gamma = self.fan_angles()
+        beta = self.angle_array()
+        theta = beta[:, None] + gamma[None, :]
+        s = np.broadcast_to(self.source_to_isocenter * np.sin(gamma)[None, :], theta.shape).copy()
+        return theta, s
+
+    def source_positions(self) -> np.ndarray:
+        """Source positions ``(views, 2)`` as ``(x, y)`` in millimetres."""
+        beta = self.angle_array()
+        r = self.source_to_isocenter
+        return np.stack([-r * np.sin(beta), r * np.cos(beta)], axis=1)
+
+    def fov_radius(self) -> float:
+        """Radius (mm) of the centred disk that every view covers completely."""
+        u = self.detector_positions()
+        half = 0.5 * self.detector_spacing
+        g = self.fan_angle_of(np.array([u.min() - half, u.max() + half]))
+        return float(self.source_to_isocenter * min(abs(math.sin(g[0])), abs(math.sin(g[1]))))
+
+    def __repr__(self) -> str:
+        return (f"FanGeometry(angles={_short_repr_angles(self.angles)}, "
+                f"detector_count={self.detector_count!r}, "
+                f"detector_spacing={self.detector_spacing!r}, "
+                f"source_to_isocenter={self.source_to_isocenter!r}, "
+                f"source_to_detector={self.source_to_detector!r}, "
+                f"detector={self.detector!r}, detector_offset={self.detector_offset!r})")
+
+
+Geometry = Union[ParallelGeometry, FanGeometry]

@@ -1,0 +1,287 @@
+"""The X-ray transform ``A`` and its exact adjoint ``A^T`` as differentiable ``nn.Module`` layers.
+
+Discrete model: Joseph's method (:mod:`operators._joseph`), the same coefficients in every
+backend, so ``<A x, y> = <x, A^T y>`` holds to rounding. Autograd: one ``autograd.Function`` per
+direction whose backward applies the other direction, so the gradient of ``A`` is ``A^T`` and of
+``A^T`` is ``A``, and double backward, ``gradcheck``, forward-mode (``jvp``) and ``vmap`` work.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Dict, Optional, Tuple
+
+import numpy as np
+import torch
+from torch import nn
+
+from ._joseph import ray_table
+from .backends import BACKENDS, make_backend, select_backend
+from .geometry import FanGeometry, ImageGrid, ParallelGeometry
+
+__all__ = ["XRayTransform", "AdjointXRayTransform", "check_tensor"]
+
+_FLOAT_DTYPES = (torch.float32, torch.float64)
+
+
+def check_tensor(name: str, t, trailing: Tuple[int, int], trailing_names: str,
+                 device: Optional[torch.device] = None, check_finite: bool = True) -> None:
+    """Validate a ``(*batch, a, b)`` floating-point tensor; raise naming ``name`` if it is not.
+
+    Raises ``TypeError`` (not a tensor, integer/complex/half dtype), ``ValueError`` (rank or
+    trailing shape, NaN/Inf) or ``RuntimeError`` (device mismatch).
+    """
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    if t.dtype not in _FLOAT_DTYPES:
+        kind = ("complex" if t.is_complex() else
+                "integer/bool" if not t.is_floating_point() else "half-precision")
+        raise TypeError(f"{name} has {kind} dtype {t.dtype}; use torch.float32 or torch.float64")
+    if t.dim() < 2:
+        raise ValueError(f"{name} must have shape (*batch, {trailing_names}) = (..., "
+                         f"{trailing[0]}, {trailing[1]}), got rank {t.dim()} shape {tuple(t.shape)}")
+    if tuple(t.shape[-2:]) != tuple(trailing):
+        raise ValueError(f"{name} must end in ({trailing_names}) = {tuple(trailing)}, got shape "
+                         f"{tuple(t.shape)}")
+    if device is not None and t.device != device and not (
+            t.device.type == device.type == "cuda" and device.index is None):
+        raise RuntimeError(f"{name} is on {t.device} but the operator is on {device}; "
+                           f"move one of them (e.g. A.to({str(t.device)!r}))")
+    if check_finite and t.numel() and not bool(torch.isfinite(t).all()):
+        raise ValueError(f"{name} contains NaN or Inf")
+
+
+class _Project(torch.autograd.Function):
+    """``y = A x``; backward applies ``A^T``."""
+
+    @staticmethod
+    def forward(x, op):
+        return op._raw_forward(x)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.op = inputs[1]
+
+    @staticmethod
+    def backward(ctx, grad):
+        return _Backproject.apply(grad, ctx.op), None
+
+    @staticmethod
+    def jvp(ctx, x_tangent, _):
+        return _Project.apply(x_tangent, ctx.op)
+
+    @staticmethod
+    def vmap(info, in_dims, x, op):
+        if in_dims[0] is None:
+            return _Project.apply(x, op), None
+        return _Project.apply(x.movedim(in_dims[0], 0), op), 0
+
+
+class _Backproject(torch.autograd.Function):
+    """``x = A^T y``; backward applies ``A``."""
+
+    @staticmethod
+    def forward(y, op):
+        return op._raw_adjoint(y)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.op = inputs[1]
+
+    @staticmethod
+    def backward(ctx, grad):
+        return _Project.apply(grad, ctx.op), None
+
+    @staticmethod
+    def jvp(ctx, y_tangent, _):
+        return _Backproject.apply(y_tangent, ctx.op)
+
+    @staticmethod
+    def vmap(info, in_dims, y, op):
+        if in_dims[0] is None:
+            return _Backproject.apply(y, op), None
+        return _Backproject.apply(y.movedim(in_dims[0], 0), op), 0
+
+
+def _validate_pair(grid: ImageGrid, geometry) -> None:
+    if not isinstance(grid, ImageGrid):
+        raise TypeError(f"grid must be an operators.ImageGrid, got {type(grid).__name__}")
+    if not isinstance(geometry, (ParallelGeometry, FanGeometry)):
+        raise TypeError("geometry must be an operators.ParallelGeometry or FanGeometry, got "
+                        f"{type(geometry).__name__}")
+    if isinstance(geometry, FanGeometry) and geometry.source_to_isocenter <= grid.radius:
+        raise ValueError(
+            f"geometry.source_to_isocenter ({geometry.source_to_isocenter} mm) puts the source "
+            f"inside the image (grid radius {grid.radius:.3f} mm); move the source out or use a "
+            "smaller grid")
+    if geometry.fov_radius() < grid.radius * (1 - 1e-9):
+        warnings.warn(
+            f"the detector covers a field of view of radius {geometry.fov_radius():.2f} mm, "
+            f"smaller than the image (radius {grid.radius:.2f} mm to its corners): rays miss "
+            "part of the image, so structures there are truncated",
+            UserWarning, stacklevel=3)
+
+
+class XRayTransform(nn.Module):
+    """The 2D X-ray transform ``A`` (Joseph's method) as a fixed, differentiable layer.
+
+    Parameters
+    ----------
+    grid : ImageGrid
+        The image domain, ``(H, W)`` pixels of ``(dy, dx)`` mm.
+    geometry : ParallelGeometry or FanGeometry
+        The scan; the range is ``(views, detectors)``.
+    backend : str
+        ``"auto"`` (default: ``triton`` for CUDA tensors when available, else ``sparse`` below a
+        memory budget, else ``torch``), or one of ``"sparse"``, ``"torch"``, ``"triton"``,
+        ``"torch-radon"``. See :mod:`operators.backends`.
+    check_inputs : bool
+        Validate dtype, shape, device and finiteness of every input (one reduction per call).
+
+    Shapes
+    ------
+    ``A(x)``: ``(*batch, H, W) -> (*batch, views, detectors)``, line integrals of ``x``
+    (attenuation in 1/mm times length in mm: dimensionless).
+    ``A.T(y)`` / ``A.adjoint(y)``: ``(*batch, views, detectors) -> (*batch, H, W)``.
+
+    The pair is exactly matched: ``<A x, y> = <x, A.T y>`` to rounding; ``A.T.T is A``.
+    Moving ``A`` (``A.to(device)``) moves ``A.T``: the adjoint owns no tensors.
+    """
+
+    def __init__(self, grid: ImageGrid, geometry, backend: str = "auto",
+                 check_inputs: bool = True):
+        super().__init__()
+        _validate_pair(grid, geometry)
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        self.grid = grid
+        self.geometry = geometry
+        self.backend = backend
+        self.check_inputs = bool(check_inputs)
+        self.register_buffer("angles", torch.tensor(geometry.angles, dtype=torch.float64))
+        table = ray_table(*geometry.lines(), grid)
+        self.register_buffer("ray_table", torch.from_numpy(table), persistent=False)
+        self._backends: Dict[str, object] = {}
+        if backend != "auto":
+            self._backend_for(None)  # fail now, naming the backend, if it cannot run here
+        object.__setattr__(self, "_adjoint", AdjointXRayTransform(self))
+        self._register_load_state_dict_pre_hook(self._check_loaded_angles)
+
+    # -- shapes and helpers ------------------------------------------------------------------
+    @property
+    def domain_shape(self) -> Tuple[int, int]:
+        """``(H, W)``."""
+        return self.grid.shape
+
+    @property
+    def range_shape(self) -> Tuple[int, int]:
+        """``(views, detectors)``."""
+        return self.geometry.sinogram_shape
+
+    @property
+    def T(self) -> "AdjointXRayTransform":
+        """The adjoint ``A^T`` as a module (built once)."""
+        return self._adjoint
+
+    @property
+    def device(self) -> torch.device:
+        return self.ray_table.device
+
+    def backend_name(self, device: Optional[torch.device] = None) -> str:
+        """The backend used for tensors on ``device`` (default: the operator's device)."""
+        device = self.device if device is None else torch.device(device)
+        if self.backend != "auto":
+            return self.backend
+        return select_backend(device, self.grid, self.geometry)
+
+    def _backend_for(self, device: Optional[torch.device]):
+        name = self.backend if self.backend != "auto" else self.backend_name(device)
+        if name not in self._backends:
+            self._backends[name] = make_backend(name, self.grid, self.geometry)
+        return self._backends[name]
+
+    def extra_repr(self) -> str:
+        return f"grid={self.grid!r},\ngeometry={self.geometry!r},\nbackend={self.backend!r}"
+
+    def _check_loaded_angles(self, state_dict, prefix, *args, **kwargs):
+        key = prefix + "angles"
+        if key in state_dict:
+            loaded = state_dict[key]
+            if loaded.shape != self.angles.shape or not torch.allclose(
+                    loaded.to(self.angles), self.angles, rtol=0, atol=1e-12):
+                raise RuntimeError(
+                    f"state_dict[{key!r}] holds view angles of a different geometry "
+                    f"({tuple(loaded.shape)} views) than this operator "
+                    f"({tuple(self.angles.shape)}); build the operator with the geometry the "
+                    "checkpoint was made with")
+
+    def _apply(self, fn, *args, **kwargs):
+        # Cached matrices belong to a device/dtype; they are rebuilt lazily after a move.
+        for backend in self._backends.values():
+            if hasattr(backend, "clear"):
+                backend.clear()
+        return super()._apply(fn, *args, **kwargs)
+
+    # -- raw application (no autograd) --------------------------------------------------------
+    def _raw_forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch = x.shape[:-2]
+        xb = x.reshape(-1, *self.domain_shape).contiguous()
+        y = self._backend_for(x.device).forward(xb, self.ray_table)
+        return y.reshape(*batch, *self.range_shape)
+
+    def _raw_adjoint(self, y: torch.Tensor) -> torch.Tensor:
+        batch = y.shape[:-2]
+        yb = y.reshape(-1, *self.range_shape).contiguous()
+        x = self._backend_for(y.device).adjoint(yb, self.ray_table)
+        return x.reshape(*batch, *self.domain_shape)
+
+    # -- public ------------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Project images ``(*batch, H, W)`` to sinograms ``(*batch, views, detectors)``."""
+        if self.check_inputs:
+            check_tensor("x", x, self.domain_shape, "H, W", self.device)
+        return _Project.apply(x, self)
+
+    def adjoint(self, y: torch.Tensor) -> torch.Tensor:
+        """Back-project sinograms ``(*batch, views, detectors)`` to images ``(*batch, H, W)``."""
+        if self.check_inputs:
+            check_tensor("y", y, self.range_shape, "views, detectors", self.device)
+        return _Backproject.apply(y, self)
+
+    def normal(self, x: torch.Tensor) -> torch.Tensor:
+        """``A^T A x``."""
+        return self.adjoint(self.forward(x))
+
+
+class AdjointXRayTransform(nn.Module):
+    """``A^T`` of an :class:`XRayTransform` as a module; ``A.T.T is A``. Owns no tensors."""
+
+    def __init__(self, parent: XRayTransform):
+        super().__init__()
+        object.__setattr__(self, "_parent", parent)  # not a submodule: avoids a module cycle
+
+    @property
+    def T(self) -> XRayTransform:
+        return self._parent
+
+    @property
+    def domain_shape(self) -> Tuple[int, int]:
+        return self._parent.range_shape
+
+    @property
+    def range_shape(self) -> Tuple[int, int]:
+        return self._parent.domain_shape
+
+    def _apply(self, fn, *args, **kwargs):
+        self._parent._apply(fn, *args, **kwargs)
+        return self
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        return self._parent.adjoint(y)
+
+    def adjoint(self, x: torch.Tensor) -> torch.Tensor:
+        return self._parent.forward(x)
+
+    def extra_repr(self) -> str:
+        return "adjoint of " + repr(self._parent).replace("\n", " ")
