@@ -52,8 +52,12 @@ def check_tensor(name: str, t, trailing: Tuple[int, int], trailing_names: str,
         raise ValueError(f"{name} contains NaN or Inf")
 
 
-class _Project(torch.autograd.Function):
-    """``y = A x``; backward applies ``A^T``."""
+class _ApplyForward(torch.autograd.Function):
+    """``op._raw_forward(x)`` for any linear ``op`` with ``_raw_forward`` / ``_raw_adjoint``.
+
+    Backward applies the adjoint through :class:`_ApplyAdjoint` (itself differentiable), so
+    higher derivatives work. Used by :class:`XRayTransform` and the FBP back-projection.
+    """
 
     @staticmethod
     def forward(x, op):
@@ -65,21 +69,21 @@ class _Project(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad):
-        return _Backproject.apply(grad, ctx.op), None
+        return _ApplyAdjoint.apply(grad, ctx.op), None
 
     @staticmethod
     def jvp(ctx, x_tangent, _):
-        return _Project.apply(x_tangent, ctx.op)
+        return _ApplyForward.apply(x_tangent, ctx.op)
 
     @staticmethod
     def vmap(info, in_dims, x, op):
         if in_dims[0] is None:
-            return _Project.apply(x, op), None
-        return _Project.apply(x.movedim(in_dims[0], 0), op), 0
+            return _ApplyForward.apply(x, op), None
+        return _ApplyForward.apply(x.movedim(in_dims[0], 0), op), 0
 
 
-class _Backproject(torch.autograd.Function):
-    """``x = A^T y``; backward applies ``A``."""
+class _ApplyAdjoint(torch.autograd.Function):
+    """``op._raw_adjoint(y)``; backward applies ``op._raw_forward``."""
 
     @staticmethod
     def forward(y, op):
@@ -91,17 +95,17 @@ class _Backproject(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad):
-        return _Project.apply(grad, ctx.op), None
+        return _ApplyForward.apply(grad, ctx.op), None
 
     @staticmethod
     def jvp(ctx, y_tangent, _):
-        return _Backproject.apply(y_tangent, ctx.op)
+        return _ApplyAdjoint.apply(y_tangent, ctx.op)
 
     @staticmethod
     def vmap(info, in_dims, y, op):
         if in_dims[0] is None:
-            return _Backproject.apply(y, op), None
-        return _Backproject.apply(y.movedim(in_dims[0], 0), op), 0
+            return _ApplyAdjoint.apply(y, op), None
+        return _ApplyAdjoint.apply(y.movedim(in_dims[0], 0), op), 0
 
 
 def _validate_pair(grid: ImageGrid, geometry) -> None:
@@ -241,13 +245,13 @@ class XRayTransform(nn.Module):
         """Project images ``(*batch, H, W)`` to sinograms ``(*batch, views, detectors)``."""
         if self.check_inputs:
             check_tensor("x", x, self.domain_shape, "H, W", self.device)
-        return _Project.apply(x, self)
+        return _ApplyForward.apply(x, self)
 
     def adjoint(self, y: torch.Tensor) -> torch.Tensor:
         """Back-project sinograms ``(*batch, views, detectors)`` to images ``(*batch, H, W)``."""
         if self.check_inputs:
             check_tensor("y", y, self.range_shape, "views, detectors", self.device)
-        return _Backproject.apply(y, self)
+        return _ApplyAdjoint.apply(y, self)
 
     def normal(self, x: torch.Tensor) -> torch.Tensor:
         """``A^T A x``."""

@@ -48,21 +48,30 @@ def _build(table: torch.Tensor, grid: ImageGrid, dtype: torch.dtype,
         counts.append(keep.sum(1))
         cols.append(index[keep])
         vals.append(weight[keep])
-    counts = torch.cat(counts)
-    col = torch.cat(cols)
-    val = torch.cat(vals).to(dtype)
+    return csr_pair(torch.cat(counts), torch.cat(cols), torch.cat(vals).to(dtype),
+                    (n_rays, n_pix), device)
+
+
+def csr_pair(counts: torch.Tensor, col: torch.Tensor, val: torch.Tensor, shape: Tuple[int, int],
+             device: torch.device) -> Tuple[torch.Tensor, torch.Tensor]:
+    """``(M, M^T)`` in CSR from non-zeros listed row by row.
+
+    ``counts[i]`` non-zeros of row ``i`` follow each other in ``col`` / ``val`` (rows in order).
+    Both matrices hold exactly the same values, so ``M^T`` is the transpose of ``M`` bit for bit.
+    """
+    n_rows, n_cols = shape
     nnz = col.numel()
-    index_dtype = torch.int32 if max(nnz, n_pix, n_rays) < 2**31 - 1 else torch.int64
-    crow = torch.zeros(n_rays + 1, dtype=torch.int64)
+    index_dtype = torch.int32 if max(nnz, n_rows, n_cols) < 2**31 - 1 else torch.int64
+    crow = torch.zeros(n_rows + 1, dtype=torch.int64)
     torch.cumsum(counts, 0, out=crow[1:])
-    a = _csr(crow.to(index_dtype), col.to(index_dtype), val, (n_rays, n_pix))
-    # Transpose: sort the same non-zeros by pixel (stable, so rays stay in order within a pixel).
-    row = torch.repeat_interleave(torch.arange(n_rays), counts)
+    a = _csr(crow.to(index_dtype), col.to(index_dtype), val, (n_rows, n_cols))
+    # Transpose: sort the same non-zeros by column (stable: rows stay in order within a column).
+    row = torch.repeat_interleave(torch.arange(n_rows), counts)
     order = torch.argsort(col, stable=True)
-    t_counts = torch.bincount(col, minlength=n_pix)
-    t_crow = torch.zeros(n_pix + 1, dtype=torch.int64)
+    t_counts = torch.bincount(col, minlength=n_cols)
+    t_crow = torch.zeros(n_cols + 1, dtype=torch.int64)
     torch.cumsum(t_counts, 0, out=t_crow[1:])
-    at = _csr(t_crow.to(index_dtype), row[order].to(index_dtype), val[order], (n_pix, n_rays))
+    at = _csr(t_crow.to(index_dtype), row[order].to(index_dtype), val[order], (n_cols, n_rows))
     return a.to(device), at.to(device)
 
 
