@@ -25,6 +25,12 @@ __all__ = ["XRayTransform", "AdjointXRayTransform", "check_tensor"]
 _FLOAT_DTYPES = (torch.float32, torch.float64)
 
 
+def _is_transformed(t: torch.Tensor) -> bool:
+    """True inside torch.func transforms (vmap, jvp, grad), where values cannot be inspected."""
+    probe = getattr(torch._C._functorch, "is_functorch_wrapped_tensor", None)
+    return bool(probe(t)) if probe is not None else False
+
+
 def check_tensor(name: str, t, trailing: Tuple[int, int], trailing_names: str,
                  device: Optional[torch.device] = None, check_finite: bool = True) -> None:
     """Validate a ``(*batch, a, b)`` floating-point tensor; raise naming ``name`` if it is not.
@@ -48,7 +54,7 @@ def check_tensor(name: str, t, trailing: Tuple[int, int], trailing_names: str,
             t.device.type == device.type == "cuda" and device.index is None):
         raise RuntimeError(f"{name} is on {t.device} but the operator is on {device}; "
                            f"move one of them (e.g. A.to({str(t.device)!r}))")
-    if check_finite and t.numel() and not bool(torch.isfinite(t).all()):
+    if check_finite and t.numel() and not _is_transformed(t) and not bool(torch.isfinite(t).all()):
         raise ValueError(f"{name} contains NaN or Inf")
 
 
@@ -225,7 +231,12 @@ class XRayTransform(nn.Module):
         for backend in self._backends.values():
             if hasattr(backend, "clear"):
                 backend.clear()
-        return super()._apply(fn, *args, **kwargs)
+        # The geometry tables stay float64 whatever dtype the model is cast to (model.half()).
+        table, angles = self.ray_table, self.angles
+        super()._apply(fn, *args, **kwargs)
+        self.ray_table = table.to(self.ray_table.device)
+        self.angles = angles.to(self.angles.device)
+        return self
 
     # -- raw application (no autograd) --------------------------------------------------------
     def _raw_forward(self, x: torch.Tensor) -> torch.Tensor:

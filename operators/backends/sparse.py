@@ -67,7 +67,8 @@ def csr_pair(counts: torch.Tensor, col: torch.Tensor, val: torch.Tensor, shape: 
     a = _csr(crow.to(index_dtype), col.to(index_dtype), val, (n_rows, n_cols))
     # Transpose: sort the same non-zeros by column (stable: rows stay in order within a column).
     row = torch.repeat_interleave(torch.arange(n_rows), counts)
-    order = torch.argsort(col, stable=True)
+    keys = col.to(torch.int32) if n_cols < 2**31 - 1 else col  # int32 sorts ~2x faster
+    order = torch.argsort(keys, stable=True)
     t_counts = torch.bincount(col, minlength=n_cols)
     t_crow = torch.zeros(n_cols + 1, dtype=torch.int64)
     torch.cumsum(t_counts, 0, out=t_crow[1:])

@@ -1,0 +1,614 @@
+"""GPU benchmark of our projector kernels against peers, correctness first, in one run.
+
+Run on the GPU machine (H100/H200)::
+
+    python benchmarks/gpu_bench.py --out DIR
+
+and on a CPU, as a dry run of every code path at tiny sizes (our Triton kernels run in Triton's
+interpreter; CUDA-only peers are reported as skipped)::
+
+    python benchmarks/gpu_bench.py --out DIR --device cpu --tiny
+
+Cases (``../shared/ANCHORS.md``; float32, pixel 1 mm, detector pitch 1 mm unless stated):
+
+* ``P256``  256x256, 256 parallel views over [0, pi), 363 detectors, batch 32;
+* ``P512``  512x512, 512 views, 725 detectors, batch 8;
+* ``P128s`` 128x128, 30 views, 183 detectors, batch 128;
+* ``F256``  256x256 fan beam, flat detector, 360 source angles over [0, 2 pi), 392 detectors of
+  2 mm, source-to-isocentre R = 512 mm, source-to-detector D = 1024 mm (magnification 2: the fan
+  covers the image's corners, radius 181 mm < R sin(atan(392 / 1024)) = 183 mm), batch 32;
+* ``M512``  memory case: P512 with 720 views, batch 32 (peak ``torch.cuda.max_memory_allocated``).
+
+Per case and variant: dot-product test ``|<A x, y> - <x, A^T y>| / |<A x, y>|`` (float64 sums of
+float32 results), for our kernels the relative L2 error against the float64 reference backend,
+then timing: median of ``--reps`` CUDA-event timings after warm-up (3 for variants slower than
+``--slow-ms`` per call), the speed-up over the fastest exact-adjoint peer (dot mismatch below
+1e-4 in this run), and achieved interpolations per second. Interpolation count (the same for
+every variant of a case): forward = B x views x detectors x N steps x 2 gathers (N = image side),
+adjoint likewise; roofline = SMs x clock x 32 gathers per clock (128 B/clk of L1 per SM, 4-byte
+gathers, every sector fully used); HBM floor = reading the input and writing the output once at
+``--copy-tbs`` TB/s.
+
+Every variant runs inside try/except: a failure is printed and recorded, and the run goes on.
+Results are written after every variant to ``DIR/gpu_bench.json`` and ``DIR/gpu_bench.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import sys
+import tempfile
+import time
+import traceback
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, List, Optional
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--out", type=Path, required=True, help="output directory")
+    p.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
+    p.add_argument("--tiny", action="store_true", help="tiny sizes (dry run)")
+    p.add_argument("--dry-run", action="store_true", help="same as --device cpu --tiny")
+    p.add_argument("--cases", default="", help="comma-separated subset of case names")
+    p.add_argument("--variants", default="", help="comma-separated subset of variant names")
+    p.add_argument("--reps", type=int, default=10, help="timed repetitions (median)")
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--slow-ms", type=float, default=100.0,
+                   help="variants slower than this per call get 3 repetitions")
+    p.add_argument("--budget-s", type=float, default=220.0,
+                   help="after this many seconds only our default kernels still run")
+    p.add_argument("--copy-tbs", type=float, default=4.1, help="measured copy bandwidth, TB/s")
+    p.add_argument("--clock-ghz", type=float, default=1.98, help="SM clock for the roofline")
+    args = p.parse_args(argv)
+    if args.dry_run:
+        args.device, args.tiny = "cpu", True
+    return args
+
+
+ARGS = parse_args() if __name__ == "__main__" else None
+if ARGS is not None and ARGS.device == "cpu":
+    # Triton reads this when the kernels are decorated: set it before anything imports them.
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+sys.path.insert(0, str(REPO))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+import operators as op  # noqa: E402
+
+
+# --------------------------------------------------------------------------------------------
+# cases
+# --------------------------------------------------------------------------------------------
+@dataclass
+class Case:
+    name: str
+    n: int
+    views: int
+    dets: int
+    batch: int
+    fan: bool = False
+    det_spacing: float = 1.0
+    r: float = 0.0  # source to isocentre (mm)
+    d: float = 0.0  # source to detector (mm)
+    memory: bool = False
+    note: str = ""
+
+    def geometry(self):
+        if self.fan:
+            return op.FanGeometry.full_scan(self.views, self.dets, self.det_spacing, self.r,
+                                            self.d, "flat")
+        return op.ParallelGeometry.full_scan(self.views, self.dets, self.det_spacing)
+
+    def grid(self):
+        return op.ImageGrid(shape=(self.n, self.n), spacing=(1.0, 1.0))
+
+    @property
+    def interpolations(self) -> int:
+        """Nominal gathers of one forward (or adjoint) call: B V D N 2."""
+        return 2 * self.batch * self.views * self.dets * self.n
+
+
+FULL_CASES = [
+    Case("P256", 256, 256, 363, 32),
+    Case("P512", 512, 512, 725, 8),
+    Case("P128s", 128, 30, 183, 128),
+    Case("F256", 256, 360, 392, 32, fan=True, det_spacing=2.0, r=512.0, d=1024.0,
+         note="flat detector, R=512 mm, D=1024 mm, 392 x 2 mm"),
+    Case("M512", 512, 720, 725, 32, memory=True, note="memory case"),
+]
+TINY_CASES = [
+    Case("P256", 24, 16, 35, 4),
+    Case("P128s", 16, 5, 23, 8),
+    Case("F256", 24, 18, 41, 4, fan=True, det_spacing=2.0, r=48.0, d=96.0),
+    Case("M512", 24, 30, 35, 4, memory=True),
+]
+
+#: A variant is exact when its dot-product mismatch in this run is below this.
+EXACT_DOT = 1e-4
+
+
+# --------------------------------------------------------------------------------------------
+# variants: each factory returns (forward, adjoint, info); forward takes (B, H, W) float32
+# --------------------------------------------------------------------------------------------
+class Skip(Exception):
+    """A variant that does not apply here (reason in the message)."""
+
+
+@dataclass
+class Variant:
+    name: str
+    kind: str  # "ours" or "peer"
+    factory: Callable
+    always: bool = False  # runs even after the time budget
+    applies: Callable = lambda case, dev: True
+    priority: int = 1
+
+
+def _ours_operator(case, dev, backend):
+    with _quiet():
+        a = op.XRayTransform(case.grid(), case.geometry(), backend=backend, check_inputs=False)
+    return a.to(dev)
+
+
+def ours_triton(case, dev):
+    a = _ours_operator(case, dev, "triton")
+    a._backend_for(dev)  # build now: fail here, not inside the timing
+    return a.forward, a.adjoint, dict(matched=True)
+
+
+def ours_triton_config(**kw):
+    def factory(case, dev):
+        from operators.backends.triton_backend import KernelConfig, TritonBackend
+        base = KernelConfig.default(case.batch).as_dict()
+        base.update(kw)
+        be = TritonBackend(case.grid(), case.geometry(), KernelConfig(**base))
+        a = _ours_operator(case, dev, "torch")
+        table = a.ray_table
+        return (lambda x: be.forward(x, table), lambda y: be.adjoint(y, table),
+                dict(matched=True, config=base))
+    return factory
+
+
+def ours_backend(name):
+    def factory(case, dev):
+        a = _ours_operator(case, dev, name)
+        return a.forward, a.adjoint, dict(matched=True)
+    return factory
+
+
+def _tt_shape_adapters(proj, n):
+    def fwd(x):
+        return proj.forward(x.unsqueeze(1))
+
+    def adj(y):
+        return proj.adjoint(y).reshape(-1, n, n)
+    return fwd, adj
+
+
+def torchtomo_variant(backend, approximate=False):
+    def factory(case, dev):
+        import torchtomo
+        if backend in ("cuda", "triton") and dev.type != "cuda":
+            raise Skip(f"torchtomo backend={backend!r} needs CUDA")
+        if case.fan:
+            if backend == "triton":
+                raise Skip("torchtomo FanBeam has no triton backend")
+            # torchtomo measures in pixels; det_dist is isocentre to detector.
+            proj = torchtomo.FanBeam(img_size=case.n, n_angles=case.views, n_det=case.dets,
+                                     src_dist=case.r, det_dist=case.d - case.r,
+                                     det_spacing=case.det_spacing, circle=False,
+                                     backend=backend, approximate=approximate)
+        else:
+            proj = torchtomo.ParallelBeam(img_size=case.n, n_angles=case.views, n_det=case.dets,
+                                          circle=False, backend=backend, approximate=approximate)
+        proj = proj.to(dev)
+        fwd, adj = _tt_shape_adapters(proj, case.n)
+        return fwd, adj, dict(matched=not approximate, backend=getattr(proj, "backend", None))
+    return factory
+
+
+def diffct_variant(case, dev):
+    if dev.type != "cuda":
+        raise Skip("diffct needs CUDA (numba-cuda)")
+    import diffct
+    n = case.n
+    if case.fan:
+        geo = diffct.circular_trajectory_2d_fan(case.views, sid=case.r, sdd=case.d, device=dev)
+        pf, bf = diffct.FanProjectorFunction, diffct.FanBackprojectorFunction
+    else:
+        geo = diffct.circular_trajectory_2d_parallel(case.views, device=dev)
+        pf, bf = diffct.ParallelProjectorFunction, diffct.ParallelBackprojectorFunction
+
+    def fwd(x):  # diffct projects one image per call: loop over the batch
+        return torch.stack([pf.apply(img, *geo, case.dets, case.det_spacing, 1.0) for img in x])
+
+    def adj(y):
+        return torch.stack([bf.apply(s, *geo, case.det_spacing, n, n, 1.0) for s in y])
+    return fwd, adj, dict(matched=True, note="loop over batch")
+
+
+def deepinv_variant(case, dev):
+    from deepinv.physics import Tomography
+    kw = dict(img_width=case.n, circle=False, normalize=False, device=dev)
+    if case.fan:
+        angles = torch.arange(case.views, dtype=torch.float32) * (360.0 / case.views)
+        phys = Tomography(angles=angles.to(dev), fan_beam=True, fan_parameters=dict(
+            pixel_spacing=1.0, source_radius=case.r, detector_radius=case.d - case.r,
+            n_detector_pixels=case.dets, detector_spacing=case.det_spacing), **kw)
+    else:
+        angles = torch.arange(case.views, dtype=torch.float32) * (180.0 / case.views)
+        phys = Tomography(angles=angles.to(dev), **kw)
+
+    def fwd(x):
+        return phys.A(x.unsqueeze(1))
+
+    def adj(y):
+        return phys.A_adjoint(y).reshape(-1, case.n, case.n)
+    return fwd, adj, dict(matched=True)
+
+
+def _not_memory(case, dev):
+    return not case.memory
+
+
+def _sparse_ok(case, dev):
+    # The CSR pair is assembled on the CPU: keep it to cases that build in seconds.
+    return not case.memory and case.views * case.dets * case.n <= 60_000_000
+
+
+#: Priority 1 runs for every case first (our default kernels and the anchors' fastest peers),
+#: priority 2 afterwards, so that the time budget cuts the optional variants, not whole cases.
+VARIANTS = [
+    Variant("ours:triton", "ours", ours_triton, always=True),
+    Variant("torchtomo:cuda", "peer", torchtomo_variant("cuda")),
+    Variant("torchtomo:cuda approximate", "peer", torchtomo_variant("cuda", True)),
+    Variant("torchtomo:torch", "peer", torchtomo_variant("torch")),
+    Variant("ours:triton[view_block=1]", "ours", ours_triton_config(view_block=1),
+            applies=_not_memory, priority=2),
+    Variant("ours:triton[plain layout]", "ours", ours_triton_config(channels_last=False),
+            applies=_not_memory, priority=2),
+    Variant("ours:triton[warps=8]", "ours", ours_triton_config(num_warps=8),
+            applies=_not_memory, priority=2),
+    Variant("deepinv", "peer", deepinv_variant, applies=_not_memory, priority=2),
+    Variant("torchtomo:triton", "peer", torchtomo_variant("triton"), applies=_not_memory,
+            priority=2),
+    Variant("diffct", "peer", diffct_variant, applies=_not_memory, priority=2),
+    Variant("ours:torch (reference)", "ours", ours_backend("torch"), applies=_not_memory,
+            priority=2),
+    Variant("ours:sparse", "ours", ours_backend("sparse"), applies=_sparse_ok, priority=2),
+]
+
+
+# --------------------------------------------------------------------------------------------
+# measurement
+# --------------------------------------------------------------------------------------------
+class _quiet:
+    def __enter__(self):
+        import warnings
+        self._w = warnings.catch_warnings()
+        self._w.__enter__()
+        warnings.simplefilter("ignore")
+
+    def __exit__(self, *exc):
+        return self._w.__exit__(*exc)
+
+
+def _sync(dev):
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+
+
+def time_call(fn, arg, dev, reps, warmup, slow_ms):
+    """Median milliseconds of ``fn(arg)`` (CUDA events on GPU), and the repetitions used."""
+    with torch.no_grad():
+        t0 = time.perf_counter()
+        for _ in range(max(1, warmup)):
+            fn(arg)
+        _sync(dev)
+        per_call = (time.perf_counter() - t0) * 1e3 / max(1, warmup)
+        n = 3 if per_call > slow_ms else reps
+        times = []
+        for _ in range(n):
+            if dev.type == "cuda":
+                start = torch.cuda.Event(enable_timing=True)
+                end = torch.cuda.Event(enable_timing=True)
+                start.record()
+                fn(arg)
+                end.record()
+                end.synchronize()
+                times.append(start.elapsed_time(end))
+            else:
+                t = time.perf_counter()
+                fn(arg)
+                times.append((time.perf_counter() - t) * 1e3)
+    return statistics.median(times), n
+
+
+def peak_memory(fn, arg, dev):
+    """Peak allocated bytes during ``fn(arg)`` (CUDA), and the bytes allocated before it."""
+    if dev.type != "cuda":
+        return None, None
+    with torch.no_grad():
+        _sync(dev)
+        torch.cuda.reset_peak_memory_stats(dev)
+        before = torch.cuda.memory_allocated(dev)
+        out = fn(arg)
+        _sync(dev)
+        peak = torch.cuda.max_memory_allocated(dev)
+        del out
+    return int(peak), int(before)
+
+
+def rel(a, b):
+    a, b = a.double(), b.double()
+    return float((a - b).norm() / b.norm().clamp_min(1e-300))
+
+
+@dataclass
+class Row:
+    case: str
+    variant: str
+    kind: str
+    status: str = "ok"
+    error: str = ""
+    forward_ms: Optional[float] = None
+    adjoint_ms: Optional[float] = None
+    reps: Optional[int] = None
+    dot_mismatch: Optional[float] = None
+    forward_rel_err: Optional[float] = None
+    adjoint_rel_err: Optional[float] = None
+    sinogram_shape: Optional[list] = None
+    peak_forward_mb: Optional[float] = None
+    peak_adjoint_mb: Optional[float] = None
+    setup_s: Optional[float] = None
+    info: dict = field(default_factory=dict)
+
+
+def run_variant(case: Case, var: Variant, dev, data, ref, args) -> Row:
+    row = Row(case.name, var.name, var.kind)
+    t0 = time.perf_counter()
+    fwd, adj, info = var.factory(case, dev)
+    row.info = {k: v for k, v in info.items() if k != "matched"}
+    x, yours = data["x"], None
+    with torch.no_grad():
+        y_out = fwd(x)  # first call: compiles / builds
+        _sync(dev)
+        row.setup_s = time.perf_counter() - t0
+        row.sinogram_shape = list(y_out.shape)
+        gen = torch.Generator(device="cpu").manual_seed(1)
+        y_rand = torch.rand(y_out.shape, generator=gen).to(dev, torch.float32)
+        x_back = adj(y_rand)
+        lhs = float((y_out.double() * y_rand.double()).sum())
+        rhs = float((x.double() * x_back.reshape(x.shape).double()).sum())
+        row.dot_mismatch = abs(lhs - rhs) / max(abs(lhs), abs(rhs), 1e-300)
+        if var.kind == "ours" and ref is not None:
+            nb = ref["batch"]
+            row.forward_rel_err = rel(y_out[:nb], ref["y"])
+            yours = adj(data["y"])
+            row.adjoint_rel_err = rel(yours[:nb], ref["x"])
+        del y_out, x_back, yours
+    y_in = data["y"] if var.kind == "ours" else y_rand
+    row.forward_ms, row.reps = time_call(fwd, x, dev, args.reps, args.warmup, args.slow_ms)
+    row.adjoint_ms, _ = time_call(adj, y_in, dev, args.reps, args.warmup, args.slow_ms)
+    pf, before = peak_memory(fwd, x, dev)
+    pa, _ = peak_memory(adj, y_in, dev)
+    if pf is not None:
+        row.peak_forward_mb = pf / 2**20
+        row.peak_adjoint_mb = pa / 2**20
+        row.info["allocated_before_mb"] = before / 2**20
+    return row
+
+
+# --------------------------------------------------------------------------------------------
+# report
+# --------------------------------------------------------------------------------------------
+def roofline(dev, clock_ghz):
+    if dev.type != "cuda":
+        return None
+    sms = torch.cuda.get_device_properties(dev).multi_processor_count
+    return sms * clock_ghz * 1e9 * 32  # gathers / s
+
+
+def best_exact_peer(rows, case, attr):
+    cands = [getattr(r, attr) for r in rows if r.case == case and r.kind == "peer"
+             and r.status == "ok" and r.dot_mismatch is not None and r.dot_mismatch < EXACT_DOT
+             and getattr(r, attr)]
+    return min(cands) if cands else None
+
+
+def best_peer(rows, case, attr):
+    cands = [getattr(r, attr) for r in rows if r.case == case and r.kind == "peer"
+             and r.status == "ok" and getattr(r, attr)]
+    return min(cands) if cands else None
+
+
+def _f(v, fmt):
+    return "-" if v is None else format(v, fmt)
+
+
+def markdown(env, cases, rows, roof, args) -> str:
+    lines = [f"# GPU benchmark ({env.get('device_name')}, {env.get('date')})", ""]
+    lines.append("Environment: " + ", ".join(f"{k} {v}" for k, v in env.items()
+                                             if k not in ("date",)))
+    lines.append("")
+    lines.append("Speed-up = (fastest exact-adjoint peer in this run, dot mismatch < "
+                 f"{EXACT_DOT:g}) / (this variant); >1 is faster. G/s: nominal interpolations "
+                 "(B V D N 2 gathers) per second"
+                 + (f"; roofline {roof / 1e12:.2f} T gathers/s" if roof else "") + ".")
+    lines.append("")
+    for case in cases:
+        bf = best_exact_peer(rows, case.name, "forward_ms")
+        ba = best_exact_peer(rows, case.name, "adjoint_ms")
+        hbm = 4 * case.batch * (case.n ** 2 + case.views * case.dets) / (args.copy_tbs * 1e12)
+        lines.append(f"## {case.name}: {case.n}x{case.n}, {case.views} views, {case.dets} "
+                     f"detectors, batch {case.batch}{', ' + case.note if case.note else ''}")
+        lines.append(f"Nominal interpolations per call: {case.interpolations / 1e9:.3f} G; HBM "
+                     f"floor (read input + write output once): {hbm * 1e6:.1f} us.")
+        lines.append("")
+        lines.append("| variant | fwd ms | adj ms | fwd speed-up | adj speed-up | fwd G/s | "
+                     "adj G/s | fwd % roof | dot mismatch | fwd err | adj err | peak MB "
+                     "(fwd/adj) | reps | status |")
+        lines.append("|" + "---|" * 14)
+        for r in rows:
+            if r.case != case.name:
+                continue
+            gf = case.interpolations / (r.forward_ms * 1e-3) / 1e9 if r.forward_ms else None
+            ga = case.interpolations / (r.adjoint_ms * 1e-3) / 1e9 if r.adjoint_ms else None
+            sf = bf / r.forward_ms if (bf and r.forward_ms) else None
+            sa = ba / r.adjoint_ms if (ba and r.adjoint_ms) else None
+            pr = gf * 1e9 / roof * 100 if (gf and roof) else None
+            peak = (f"{r.peak_forward_mb:.0f}/{r.peak_adjoint_mb:.0f}"
+                    if r.peak_forward_mb is not None else "-")
+            status = r.status if r.status == "ok" else f"{r.status}: {r.error[:80]}"
+            lines.append(
+                f"| {r.variant} | {_f(r.forward_ms, '.3f')} | {_f(r.adjoint_ms, '.3f')} | "
+                f"{_f(sf, '.2f')} | {_f(sa, '.2f')} | {_f(gf, '.0f')} | {_f(ga, '.0f')} | "
+                f"{_f(pr, '.1f')} | {_f(r.dot_mismatch, '.1e')} | {_f(r.forward_rel_err, '.1e')} "
+                f"| {_f(r.adjoint_rel_err, '.1e')} | {peak} | {_f(r.reps, 'd')} | {status} |")
+        ours = [r for r in rows if r.case == case.name and r.variant == "ours:triton"
+                and r.status == "ok"]
+        if ours:
+            o = ours[0]
+            allf = best_peer(rows, case.name, "forward_ms")
+            alla = best_peer(rows, case.name, "adjoint_ms")
+            lines.append("")
+            lines.append(
+                f"ours:triton vs fastest exact peer: forward x{_f(bf / o.forward_ms if bf else None, '.2f')}, "
+                f"adjoint x{_f(ba / o.adjoint_ms if ba else None, '.2f')}; vs fastest peer of any "
+                f"kind: forward x{_f(allf / o.forward_ms if allf else None, '.2f')}, adjoint "
+                f"x{_f(alla / o.adjoint_ms if alla else None, '.2f')}.")
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".")
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+
+
+def environment(dev) -> dict:
+    from importlib import metadata
+    env = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+           "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
+           "torch": torch.__version__, "cuda": torch.version.cuda, "numpy": np.__version__}
+    for pkg in ("triton", "torchtomo", "deepinv", "diffct", "numba-cuda", "numba"):
+        try:
+            env[pkg] = metadata.version(pkg)
+        except Exception:
+            env[pkg] = "absent"
+    if dev.type == "cuda":
+        props = torch.cuda.get_device_properties(dev)
+        env["sms"] = props.multi_processor_count
+        env["memory_gb"] = round(props.total_memory / 2**30, 1)
+    env["triton_interpret"] = os.environ.get("TRITON_INTERPRET", "0")
+    return env
+
+
+def main(args) -> int:
+    dev = torch.device(args.device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        print("no CUDA device: use --device cpu --tiny for a dry run", file=sys.stderr)
+        return 2
+    env = environment(dev)
+    print("environment:", json.dumps(env), flush=True)
+    cases = TINY_CASES if args.tiny else FULL_CASES
+    if args.cases:
+        wanted = set(args.cases.split(","))
+        cases = [c for c in cases if c.name in wanted]
+    variants = VARIANTS
+    if args.variants:
+        wanted = set(args.variants.split(","))
+        variants = [v for v in variants if v.name in wanted]
+    roof = roofline(dev, args.clock_ghz)
+    rows: List[Row] = []
+    start = time.perf_counter()
+    out_json, out_md = args.out / "gpu_bench.json", args.out / "gpu_bench.md"
+
+    def save():
+        payload = dict(environment=env, args={k: str(v) for k, v in vars(args).items()},
+                       roofline_gathers_per_s=roof,
+                       cases=[asdict(c) | {"interpolations": c.interpolations} for c in cases],
+                       rows=[asdict(r) for r in rows])
+        _write_atomic(out_json, json.dumps(payload, indent=1, default=str))
+        _write_atomic(out_md, markdown(env, cases, rows, roof, args))
+
+    datas, refs = {}, {}
+    for case in cases:
+        print(f"\n=== {case.name}: n={case.n} views={case.views} dets={case.dets} "
+              f"batch={case.batch} fan={case.fan} ===", flush=True)
+        gen = torch.Generator().manual_seed(0)
+        x = torch.rand(case.batch, case.n, case.n, generator=gen).to(dev)
+        y = torch.rand(case.batch, case.views, case.dets, generator=gen).to(dev)
+        datas[case.name] = dict(x=x, y=y)
+        refs[case.name] = None
+        try:  # float64 reference (first 2 images in the memory case)
+            t = time.perf_counter()
+            nb = min(case.batch, 2) if case.memory else case.batch
+            from operators.backends.reference import ReferenceBackend
+            with _quiet():
+                a = op.XRayTransform(case.grid(), case.geometry(), backend="torch").to(dev)
+            rb = ReferenceBackend(case.grid())
+            with torch.no_grad():
+                refs[case.name] = dict(batch=nb, y=rb.forward(x[:nb].double(), a.ray_table),
+                                       x=rb.adjoint(y[:nb].double(), a.ray_table))
+            print(f"  reference (float64, {nb} images): {time.perf_counter() - t:.1f} s",
+                  flush=True)
+        except Exception as exc:  # noqa: BLE001
+            print(f"  reference FAILED: {type(exc).__name__}: {exc}", flush=True)
+
+    for priority in (1, 2):
+        for case in cases:
+            todo = [v for v in variants if v.priority == priority and v.applies(case, dev)]
+            if not todo:
+                continue
+            print(f"\n=== {case.name} (priority {priority}) ===", flush=True)
+            for var in todo:
+                elapsed = time.perf_counter() - start
+                if elapsed > args.budget_s and not var.always:
+                    rows.append(Row(case.name, var.name, var.kind, status="skipped",
+                                    error=f"time budget ({elapsed:.0f} s > {args.budget_s:.0f} s)"))
+                    print(f"  {var.name:32s} skipped (time budget)", flush=True)
+                    continue
+                try:
+                    row = run_variant(case, var, dev, datas[case.name], refs[case.name], args)
+                    print(f"  {var.name:32s} fwd {row.forward_ms:9.3f} ms  adj "
+                          f"{row.adjoint_ms:9.3f} ms  dot {row.dot_mismatch:.1e}  err "
+                          f"{_f(row.forward_rel_err, '.1e')}/{_f(row.adjoint_rel_err, '.1e')}  "
+                          f"peak {_f(row.peak_forward_mb, '.0f')}/"
+                          f"{_f(row.peak_adjoint_mb, '.0f')} MB  setup {row.setup_s:.1f} s",
+                          flush=True)
+                except Skip as exc:
+                    row = Row(case.name, var.name, var.kind, status="skipped", error=str(exc))
+                    print(f"  {var.name:32s} skipped: {exc}", flush=True)
+                except Exception as exc:  # noqa: BLE001 - report and go on
+                    row = Row(case.name, var.name, var.kind, status="failed",
+                              error=f"{type(exc).__name__}: {exc}")
+                    print(f"  {var.name:32s} FAILED: {type(exc).__name__}: {exc}", flush=True)
+                    traceback.print_exc(limit=3, file=sys.stdout)
+                rows.append(row)
+                if dev.type == "cuda":
+                    torch.cuda.empty_cache()
+                try:
+                    save()
+                except Exception as exc:  # noqa: BLE001
+                    print(f"  could not save results: {exc}", flush=True)
+    save()
+    print("\n" + out_md.read_text(), flush=True)
+    print(f"total {time.perf_counter() - start:.0f} s; wrote {out_json} and {out_md}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(ARGS))

@@ -1,0 +1,360 @@
+"""Triton backend: the Joseph pair as two batched, deterministic GPU kernels.
+
+The kernels live in :mod:`.triton_kernels` (design notes there and in ``KERNELS.md``). Both
+directions are gathers (the adjoint is pixel-driven: no atomics), so results are bitwise
+reproducible; the coefficients are those of :func:`operators._joseph.joseph_coefficients`,
+computed in float64 and cast to the data dtype, so the pair is matched to float32 rounding and
+agrees with the ``torch`` and ``sparse`` backends to float32 rounding.
+
+Supported dtypes: float32 (the fast path) and float64 (same kernels, float64 accumulation).
+Runs on CUDA tensors, or on CPU tensors under ``TRITON_INTERPRET=1`` (Triton's interpreter, used
+by the tests).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Dict, Optional, Tuple
+
+import numpy as np
+import torch
+
+from ..geometry import FanGeometry, ImageGrid, ParallelGeometry
+
+__all__ = ["TritonBackend", "triton_available", "KernelConfig"]
+
+_INT32_LIMIT = 2**31 - 1
+
+
+def _interpreting() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
+def triton_available() -> Tuple[bool, str]:
+    """Whether the Triton kernels can run here, and why not.
+
+    Returns
+    -------
+    ok : bool
+        True when ``triton`` imports and either a CUDA device is present or
+        ``TRITON_INTERPRET=1`` is set (CPU interpreter).
+    why : str
+        The reason when ``ok`` is False (empty otherwise).
+    """
+    try:
+        import triton  # noqa: F401
+        from . import triton_kernels  # noqa: F401
+    except Exception as exc:  # ImportError, or a broken triton install
+        return False, (f"triton cannot be imported ({type(exc).__name__}: {exc}); install it "
+                       "with `pip install triton` (CUDA builds of PyTorch ship it)")
+    if torch.cuda.is_available() or _interpreting():
+        return True, ""
+    return False, ("no CUDA device is available (set TRITON_INTERPRET=1 to run the kernels on "
+                   "the CPU with Triton's interpreter, slowly)")
+
+
+class KernelConfig:
+    """Tile sizes of one launch (all powers of two).
+
+    Parameters
+    ----------
+    view_block, det_block : int
+        Forward tile: rays of ``view_block`` neighbouring views times ``det_block``
+        neighbouring detectors.
+    tile_h, tile_w : int
+        Adjoint tile: pixels.
+    b_block : int
+        Images per program (the batch tile of both kernels).
+    channels_last : bool
+        Copy images / sinograms to ``(H, W, B)`` / ``(V, D, B)`` layout before the gathers, so
+        that one gather reads ``b_block`` contiguous values.
+    transposed : bool
+        Forward only: also copy the transposed image, read by the rays that step over columns,
+        so that every ray's two neighbours (and neighbouring rays) are adjacent in memory.
+    num_warps : int
+    """
+
+    def __init__(self, view_block=4, det_block=8, tile_h=4, tile_w=8, b_block=32,
+                 channels_last=True, transposed=True, num_warps=4):
+        for name, value in (("view_block", view_block), ("det_block", det_block),
+                            ("tile_h", tile_h), ("tile_w", tile_w), ("b_block", b_block)):
+            if value < 1 or value & (value - 1):
+                raise ValueError(f"{name} must be a positive power of two, got {value}")
+        self.view_block, self.det_block = int(view_block), int(det_block)
+        self.tile_h, self.tile_w = int(tile_h), int(tile_w)
+        self.b_block = int(b_block)
+        self.channels_last = bool(channels_last)
+        self.transposed = bool(transposed)
+        self.num_warps = int(num_warps)
+
+    @classmethod
+    def default(cls, batch: int) -> "KernelConfig":
+        """The heuristic used when no config is given: ~1024 (ray or pixel) x image pairs."""
+        b_block = min(32, 1 << max(0, math.ceil(math.log2(max(1, batch)))))
+        lanes = max(32, min(256, 1024 // b_block))  # rays / pixels per program
+        view_block = 4 if lanes >= 32 else 1
+        det_block = lanes // view_block
+        tile_w = 1 << math.ceil(0.5 * math.log2(lanes))  # square-ish pixel tile, w >= h
+        tile_h = lanes // tile_w
+        return cls(view_block=view_block, det_block=det_block, tile_h=tile_h, tile_w=tile_w,
+                   b_block=b_block, channels_last=batch > 1, transposed=True, num_warps=4)
+
+    def as_dict(self) -> dict:
+        return dict(view_block=self.view_block, det_block=self.det_block, tile_h=self.tile_h,
+                    tile_w=self.tile_w, b_block=self.b_block, channels_last=self.channels_last,
+                    transposed=self.transposed, num_warps=self.num_warps)
+
+    def __repr__(self) -> str:
+        return "KernelConfig(" + ", ".join(f"{k}={v!r}" for k, v in self.as_dict().items()) + ")"
+
+
+def _step_ranges(slope, icpt, vertical, grid: ImageGrid):
+    """Per ray, ``[kmin, kmax)``: a superset of the steps where ``t`` lies in ``(-1, n_other)``."""
+    h, w = grid.shape
+    n_steps = torch.where(vertical, h, w).to(torch.float64)
+    n_other = torch.where(vertical, w, h).to(torch.float64)
+    flat = slope == 0
+    safe = torch.where(flat, torch.ones_like(slope), slope)
+    k1 = (-1.0 - icpt) / safe
+    k2 = (n_other - icpt) / safe
+    lo = torch.minimum(k1, k2)
+    hi = torch.maximum(k1, k2)
+    flat_inside = (icpt > -1.0) & (icpt < n_other)
+    lo = torch.where(flat, torch.where(flat_inside, 0.0, n_steps), lo)
+    hi = torch.where(flat, torch.where(flat_inside, n_steps, 0.0), hi)
+    kmin = torch.clamp(torch.floor(lo) - 1.0, min=0.0)
+    kmin = torch.minimum(kmin, n_steps)
+    kmax = torch.minimum(torch.clamp(torch.ceil(hi) + 2.0, min=0.0), n_steps)
+    kmax = torch.maximum(kmax, kmin)
+    return kmin.to(torch.int32), kmax.to(torch.int32)
+
+
+def _view_table(grid: ImageGrid, geometry) -> Tuple[np.ndarray, int, float, float, float]:
+    """Per-view parameters of the adjoint's candidate search (see ``joseph_adjoint_kernel``).
+
+    Returns ``(table (V, 8) float32, geom_code, det_scale, det_shift, sdd)``.
+    """
+    from .triton_kernels import (GEOM_FAN_CURVED, GEOM_FAN_FLAT, GEOM_PARALLEL,
+                                 VIEW_PARAMS)
+    h, w = grid.shape
+    dy, dx = grid.spacing
+    cx, cy = 0.5 * (w - 1), 0.5 * (h - 1)
+    n = geometry.detector_count
+    ds = geometry.detector_spacing
+    det_scale = 1.0 / ds
+    det_shift = -geometry.detector_offset / ds + 0.5 * (n - 1)
+    a = geometry.angle_array()
+    ca, sa = np.cos(a), np.sin(a)
+    table = np.zeros((a.size, VIEW_PARAMS), dtype=np.float64)
+    if isinstance(geometry, ParallelGeometry):
+        # j = (x cos + y sin - offset) / ds + (n-1)/2, x = (c - cx) dx, y = (cy - r) dy.
+        a_c = dx * ca / ds
+        a_r = -dy * sa / ds
+        a_0 = (-cx * dx * ca + cy * dy * sa) * det_scale + det_shift
+        table[:, 0], table[:, 1], table[:, 2] = a_c, a_r, a_0
+        table[:, 3] = np.maximum(np.abs(a_c), np.abs(a_r))
+        return table.astype(np.float32), GEOM_PARALLEL, det_scale, det_shift, 0.0
+    if isinstance(geometry, FanGeometry):
+        rr = geometry.source_to_isocenter
+        # along = (P - S).(sin b, -cos b) = x sin b - y cos b + R; across = x cos b + y sin b.
+        table[:, 0] = dx * sa
+        table[:, 1] = dy * ca
+        table[:, 2] = rr - cx * dx * sa - cy * dy * ca
+        table[:, 3] = dx * ca
+        table[:, 4] = -dy * sa
+        table[:, 5] = -cx * dx * ca + cy * dy * sa
+        code = GEOM_FAN_FLAT if geometry.detector == "flat" else GEOM_FAN_CURVED
+        return (table.astype(np.float32), code, det_scale, det_shift,
+                float(geometry.source_to_detector))
+    raise TypeError(f"geometry must be a ParallelGeometry or FanGeometry, got "
+                    f"{type(geometry).__name__}")
+
+
+def _padded_batch(batch: int, b_block: int) -> int:
+    """Batch stride of the channels-last copies: a multiple of 4 (16-byte rows) and, when the
+    batch spans several tiles, of the tile."""
+    bp = -(-batch // 4) * 4
+    if batch > b_block:
+        bp = -(-batch // b_block) * b_block
+    return bp
+
+
+class TritonBackend:
+    """Joseph projector pair as Triton kernels (see :mod:`.triton_kernels`).
+
+    Parameters
+    ----------
+    grid : ImageGrid
+    geometry : ParallelGeometry or FanGeometry
+        Needed for the adjoint's candidate search; the weights come from the ray table.
+    config : KernelConfig, optional
+        Tile sizes; default :meth:`KernelConfig.default` for the batch size of each call.
+
+    Methods take ``x`` ``(B, H, W)`` / ``y`` ``(B, V, D)`` float32 or float64 tensors and the
+    operator's ray table ``(4, V, D)`` float64 on the same device. Derived tables (float64
+    slope / intercept / signed step, int32 step ranges, float32 view table) are cached per
+    device; :meth:`clear` drops them.
+    """
+
+    name = "triton"
+
+    def __init__(self, grid: ImageGrid, geometry, config: Optional[KernelConfig] = None):
+        ok, why = triton_available()
+        if not ok:
+            from . import BackendUnavailableError
+            raise BackendUnavailableError(f"backend='triton' cannot run here: {why}")
+        if config is not None and not isinstance(config, KernelConfig):
+            raise TypeError(f"config must be a KernelConfig or None, got {type(config).__name__}")
+        self.grid = grid
+        self.geometry = geometry
+        self.config = config
+        self._cache: Dict[str, dict] = {}
+
+    def clear(self) -> None:
+        self._cache.clear()
+
+    # -- tables ---------------------------------------------------------------------------------
+    def tables(self, table: torch.Tensor) -> dict:
+        """Derived per-ray and per-view tables for ``table``'s device (cached)."""
+        key = str(table.device)
+        cached = self._cache.get(key)
+        if cached is not None and cached["shape"] == tuple(table.shape):
+            return cached
+        if table.dim() != 3 or table.shape[0] != 4:
+            raise ValueError(f"table must have shape (4, views, detectors), got "
+                             f"{tuple(table.shape)}")
+        _, v, d = table.shape
+        if (v, d) != tuple(self.geometry.sinogram_shape):
+            raise ValueError(f"table covers {(v, d)} rays but the geometry has "
+                             f"{self.geometry.sinogram_shape}")
+        t = table.to(torch.float64).reshape(4, v * d)
+        slope, icpt, step, vertical = t[0], t[1], t[2], t[3] > 0.5
+        kmin, kmax = _step_ranges(slope, icpt, vertical, self.grid)
+        views, code, det_scale, det_shift, sdd = _view_table(self.grid, self.geometry)
+        cached = dict(
+            shape=tuple(table.shape),
+            slope=slope.contiguous(), icpt=icpt.contiguous(),
+            step=torch.where(vertical, step, -step).contiguous(),
+            kmin=kmin.contiguous(), kmax=kmax.contiguous(),
+            views=torch.from_numpy(views).to(table.device), geom=code,
+            det_scale=float(det_scale), det_shift=float(det_shift), sdd=float(sdd))
+        self._cache[key] = cached
+        return cached
+
+    # -- helpers --------------------------------------------------------------------------------
+    @staticmethod
+    def _check(name: str, t: torch.Tensor, trailing) -> None:
+        if t.dtype not in (torch.float32, torch.float64):
+            raise TypeError(f"{name} must be float32 or float64 for the triton backend, got "
+                            f"{t.dtype}")
+        if t.dim() != 3 or tuple(t.shape[1:]) != tuple(trailing):
+            raise ValueError(f"{name} must have shape (B, {trailing[0]}, {trailing[1]}), got "
+                             f"{tuple(t.shape)}")
+        if t.device.type != "cuda" and not _interpreting():
+            raise RuntimeError(f"{name} is on {t.device}; the triton backend needs CUDA tensors "
+                               "(or TRITON_INTERPRET=1 for the CPU interpreter)")
+
+    def _config(self, batch: int) -> KernelConfig:
+        return self.config if self.config is not None else KernelConfig.default(batch)
+
+    @staticmethod
+    def _batch_chunks(batch: int, per_item: int):
+        """Split the batch so that every tensor the kernels index stays below 2**31 elements."""
+        step = max(1, _INT32_LIMIT // max(1, per_item))
+        for start in range(0, batch, step):
+            yield start, min(batch, start + step)
+
+    # -- operators ------------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+        """Project ``x`` ``(B, H, W)`` to ``(B, V, D)`` (line integrals, Joseph's method)."""
+        h, w = self.grid.shape
+        self._check("x", x, (h, w))
+        tabs = self.tables(table)
+        _, v, d = table.shape
+        b = x.shape[0]
+        out = torch.empty(b, v, d, dtype=x.dtype, device=x.device)
+        if b == 0:
+            return out
+        per_item = max(2 * h * w, v * d)
+        for start, stop in self._batch_chunks(b, per_item):
+            self._forward_chunk(x[start:stop], out[start:stop], tabs, v, d)
+        return out
+
+    def _forward_chunk(self, x, out, tabs, v, d):
+        from . import triton_kernels as K
+        import triton
+        import triton.language as tl
+        h, w = self.grid.shape
+        b = x.shape[0]
+        cfg = self._config(b)
+        channels_last = cfg.channels_last and b > 1
+        halves = 2 if cfg.transposed else 1
+        if channels_last:
+            # (halves, pixels, Bp): image (H, W) then its transpose (W, H), batch innermost and
+            # padded with zeros to Bp, a multiple of 4 and of the batch tile.
+            bp = _padded_batch(b, cfg.b_block)
+            xs = x.new_zeros(halves, h * w, bp) if bp != b else x.new_empty(halves, h * w, bp)
+            xs[0, :, :b].view(h, w, b).copy_(x.permute(1, 2, 0))
+            if cfg.transposed:
+                xs[1, :, :b].view(w, h, b).copy_(x.permute(2, 1, 0))
+            vec, x_pix_q, x_b, x_half_q = 4, bp // 4, 1, h * w * bp // 4
+            even = bp % cfg.b_block == 0
+        else:  # (halves, B, pixels)
+            xs = x.new_empty(halves, b, h * w)
+            xs[0].view(b, h, w).copy_(x)
+            if cfg.transposed:
+                xs[1].view(b, w, h).copy_(x.transpose(1, 2))
+            vec, x_pix_q, x_b, x_half_q = 1, 1, h * w, b * h * w
+            even = b % cfg.b_block == 0
+        dtype = tl.float64 if x.dtype == torch.float64 else tl.float32
+        grid = (triton.cdiv(v, cfg.view_block) * triton.cdiv(d, cfg.det_block),
+                triton.cdiv(b, cfg.b_block))
+        K.joseph_forward_kernel[grid](
+            xs, out, tabs["slope"], tabs["icpt"], tabs["step"], tabs["kmin"], tabs["kmax"],
+            v, d, b, w, h, x_pix_q, x_b, x_half_q, 1, v * d,
+            VIEW_BLOCK=cfg.view_block, DET_BLOCK=cfg.det_block, B_BLOCK=cfg.b_block,
+            TRANSPOSED=cfg.transposed, VEC=vec, EVEN_B=even, DTYPE=dtype,
+            num_warps=cfg.num_warps)
+
+    def adjoint(self, y: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+        """Back-project ``y`` ``(B, V, D)`` to ``(B, H, W)`` (exact adjoint of :meth:`forward`)."""
+        _, v, d = table.shape
+        self._check("y", y, (v, d))
+        tabs = self.tables(table)
+        h, w = self.grid.shape
+        b = y.shape[0]
+        out = torch.empty(b, h, w, dtype=y.dtype, device=y.device)
+        if b == 0:
+            return out
+        per_item = max(h * w, v * d)
+        for start, stop in self._batch_chunks(b, per_item):
+            self._adjoint_chunk(y[start:stop], out[start:stop], tabs, v, d)
+        return out
+
+    def _adjoint_chunk(self, y, out, tabs, v, d):
+        from . import triton_kernels as K
+        import triton
+        import triton.language as tl
+        h, w = self.grid.shape
+        b = y.shape[0]
+        cfg = self._config(b)
+        if cfg.channels_last and b > 1:  # (V D, Bp), zero-padded batch as in the forward
+            bp = _padded_batch(b, cfg.b_block)
+            ys = y.new_zeros(v * d, bp) if bp != b else y.new_empty(v * d, bp)
+            ys[:, :b].copy_(y.permute(1, 2, 0).reshape(v * d, b))
+            vec, y_ray_q, y_b = 4, bp // 4, 1
+            even = bp % cfg.b_block == 0
+        else:
+            ys = y.contiguous()
+            vec, y_ray_q, y_b = 1, 1, v * d
+            even = b % cfg.b_block == 0
+        dtype = tl.float64 if y.dtype == torch.float64 else tl.float32
+        grid = (triton.cdiv(h, cfg.tile_h) * triton.cdiv(w, cfg.tile_w),
+                triton.cdiv(b, cfg.b_block))
+        K.joseph_adjoint_kernel[grid](
+            ys, out, tabs["slope"], tabs["icpt"], tabs["step"], tabs["views"],
+            v, d, b, h, w, y_ray_q, y_b, 1, h * w,
+            tabs["det_scale"], tabs["det_shift"], tabs["sdd"],
+            TILE_H=cfg.tile_h, TILE_W=cfg.tile_w, B_BLOCK=cfg.b_block, GEOM=tabs["geom"],
+            PAD=K.CANDIDATE_PAD, VEC=vec, EVEN_B=even, DTYPE=dtype, num_warps=cfg.num_warps)

@@ -1,0 +1,259 @@
+"""Triton kernels of the Joseph projector pair (see :mod:`operators._joseph`).
+
+Both kernels evaluate the coefficients of :func:`operators._joseph.joseph_coefficients` from the
+same per-ray table, in float64, and cast each weight to the data dtype exactly as the reference
+backend does, so the pair is matched to float32 rounding and agrees with the reference.
+
+``joseph_forward_kernel`` (ray-driven gather)
+    One program owns a tile of ``VIEW_BLOCK x DET_BLOCK`` rays (neighbouring views and
+    detectors, so that their samples hit the same cache lines) times ``B_BLOCK`` images. It walks
+    the steps ``k`` that any of its rays spends inside the grid, computes ``t = slope k +
+    intercept`` once per ray and step, and gathers the two neighbouring pixels of every image of
+    the batch tile. With the image stored channels-last ``(H, W, B)`` one gather reads
+    ``B_BLOCK`` contiguous floats (a full 32-byte sector from 8 images on), whichever axis the
+    ray steps over.
+
+``joseph_adjoint_kernel`` (pixel-driven gather, no atomics, deterministic)
+    One program owns a ``TILE_H x TILE_W`` block of pixels times ``B_BLOCK`` images. For each
+    view it finds, per pixel, the contiguous detector interval of rays that can touch the pixel:
+    a ray touches pixel ``(r, c)`` only if it passes through the diamond with vertices
+    ``(r, c +- 1)``, ``(r +- 1, c)`` (a vertical ray crosses row ``r`` within ``(c - 1, c + 1)``,
+    a horizontal ray crosses column ``c`` within ``(r - 1, r + 1)``), and the rays of one view
+    through a convex set not containing the source form a contiguous detector interval (the
+    projection of the diamond's vertices: affine in parallel beam, through the source in fan
+    beam, flat or curved). Every candidate ray is then re-evaluated with the forward's own
+    arithmetic, so each pixel receives exactly the weights the forward gave it, whatever the
+    ray's dominant axis.
+
+Index arithmetic is int32: callers keep every tensor below ``2**31`` elements (the backend
+splits the batch).
+"""
+
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+
+#: Slack (detector elements) added on both sides of each candidate interval: it only has to
+#: exceed the float32 error of the interval ends; every candidate is checked exactly.
+CANDIDATE_PAD = 0.02
+
+#: Geometry codes of ``joseph_adjoint_kernel`` (``GEOM`` constexpr).
+GEOM_PARALLEL, GEOM_FAN_FLAT, GEOM_FAN_CURVED = 0, 1, 2
+
+#: Floats per view in the adjoint's view table (see ``TritonBackend._view_table``).
+VIEW_PARAMS = 8
+
+
+@triton.jit
+def joseph_forward_kernel(
+        x_ptr, out_ptr, slope_ptr, icpt_ptr, step_ptr, kmin_ptr, kmax_ptr,
+        n_views, n_det, n_batch, width, height,
+        x_pix_q, x_b_stride, x_half_q, out_ray_stride, out_b_stride,
+        VIEW_BLOCK: tl.constexpr, DET_BLOCK: tl.constexpr, B_BLOCK: tl.constexpr,
+        TRANSPOSED: tl.constexpr, VEC: tl.constexpr, EVEN_B: tl.constexpr,
+        DTYPE: tl.constexpr):
+    """``out[b, v, j] = sum_k w0 x[b, p0] + w1 x[b, p1]`` for a tile of rays and images.
+
+    Ray ``(v, j)`` has table index ``v * n_det + j``. ``step`` is signed: positive for rays
+    that step over rows (vertical), negative for rays that step over columns. ``kmin, kmax``
+    bound the steps where ``t`` can fall in ``(-1, n_other)`` (a superset; exactness comes from
+    the masks). Pixel ``p = r W + c`` of image ``b`` is at
+    ``x_ptr + VEC p x_pix_q + b x_b_stride``. With ``TRANSPOSED`` the buffer also holds the
+    transposed image at ``x_ptr + VEC x_half_q``, pixel ``c H + r``, and rays that step over
+    columns read it, so that for every ray the two neighbours ``i0, i0 + 1`` and the
+    neighbouring rays of the tile are adjacent in memory. Strides are passed divided by ``VEC``
+    (4 for the channels-last layout, whose batch is padded to a multiple of 4) so that the
+    compiler can prove 16-byte alignment and read 4 images per 128-bit load; ``EVEN_B`` (the
+    padded batch is a multiple of ``B_BLOCK``) drops the batch mask from the loads, which
+    would otherwise split them.
+    """
+    pid_r = tl.program_id(0)
+    pid_b = tl.program_id(1)
+    det_tiles = tl.cdiv(n_det, DET_BLOCK)
+    v0 = (pid_r // det_tiles) * VIEW_BLOCK
+    j0 = (pid_r % det_tiles) * DET_BLOCK
+    lane = tl.arange(0, VIEW_BLOCK * DET_BLOCK)
+    v = v0 + lane // DET_BLOCK
+    j = j0 + lane % DET_BLOCK
+    rmask = (v < n_views) & (j < n_det)
+    ray = v * n_det + j
+    bs = pid_b * B_BLOCK + tl.arange(0, B_BLOCK)
+    bmask = bs < n_batch
+
+    slope = tl.load(slope_ptr + ray, mask=rmask, other=0.0)
+    icpt = tl.load(icpt_ptr + ray, mask=rmask, other=0.0)
+    stepv = tl.load(step_ptr + ray, mask=rmask, other=0.0)
+    kmin = tl.load(kmin_ptr + ray, mask=rmask, other=1 << 30)
+    kmax = tl.load(kmax_ptr + ray, mask=rmask, other=0)
+    vert = stepv > 0
+    step = tl.abs(stepv)
+    n_other = tl.where(vert, width, height)
+    if TRANSPOSED:
+        stride_k = n_other  # pixel (k, i) of the image (vertical) or of its transpose
+        stride_i = tl.full(n_other.shape, 1, tl.int32)
+        half = (1 - vert.to(tl.int32)) * x_half_q
+    else:
+        stride_k = tl.where(vert, width, 1)  # flat pixel index = k * stride_k + i * stride_i
+        stride_i = tl.where(vert, 1, width)
+        half = tl.zeros(n_other.shape, tl.int32)
+    k_lo = tl.min(kmin, axis=0)
+    k_hi = tl.max(kmax, axis=0)
+
+    b_off = (bs * x_b_stride)[None, :]
+    bm = bmask[None, :]
+    shape: tl.constexpr = [VIEW_BLOCK * DET_BLOCK, B_BLOCK]
+    acc = tl.zeros(shape, dtype=DTYPE)
+    for k in range(k_lo, k_hi):
+        t = slope * k + icpt
+        f = tl.floor(t)
+        frac = t - f
+        i0 = f.to(tl.int32)
+        live = (k >= kmin) & (k < kmax)
+        ok0 = live & (i0 >= 0) & (i0 < n_other)
+        ok1 = live & (i0 >= -1) & (i0 < n_other - 1)
+        w0 = ((1.0 - frac) * step).to(DTYPE)
+        w1 = (frac * step).to(DTYPE)
+        p0 = k * stride_k + i0 * stride_i
+        p1 = p0 + stride_i
+        if EVEN_B:
+            m0 = tl.broadcast_to(ok0[:, None], shape)
+            m1 = tl.broadcast_to(ok1[:, None], shape)
+        else:
+            m0 = ok0[:, None] & bm
+            m1 = ok1[:, None] & bm
+        x0 = tl.load(x_ptr + ((half + p0 * x_pix_q) * VEC)[:, None] + b_off, mask=m0, other=0.0)
+        x1 = tl.load(x_ptr + ((half + p1 * x_pix_q) * VEC)[:, None] + b_off, mask=m1, other=0.0)
+        acc += w0[:, None] * x0 + w1[:, None] * x1
+
+    out_off = (ray * out_ray_stride)[:, None] + (bs * out_b_stride)[None, :]
+    tl.store(out_ptr + out_off, acc, mask=rmask[:, None] & bm)
+
+
+@triton.jit
+def _atan(z):
+    """``atan(z)`` (float32, |error| < 1e-7 rad): three half-angle reductions and a series."""
+    for _ in tl.static_range(3):
+        z = z / (1.0 + tl.sqrt(1.0 + z * z))
+    z2 = z * z
+    # |z| < tan(pi / 16) = 0.199: the series to z^13 is exact to ~1e-11.
+    p = 1.0 / 13.0
+    p = p * z2 - 1.0 / 11.0
+    p = p * z2 + 1.0 / 9.0
+    p = p * z2 - 1.0 / 7.0
+    p = p * z2 + 1.0 / 5.0
+    p = p * z2 - 1.0 / 3.0
+    p = p * z2 + 1.0
+    return 8.0 * z * p
+
+
+@triton.jit
+def joseph_adjoint_kernel(
+        y_ptr, out_ptr, slope_ptr, icpt_ptr, step_ptr, view_ptr,
+        n_views, n_det, n_batch, height, width,
+        y_ray_q, y_b_stride, out_pix_stride, out_b_stride,
+        det_scale, det_shift, sdd,
+        TILE_H: tl.constexpr, TILE_W: tl.constexpr, B_BLOCK: tl.constexpr,
+        GEOM: tl.constexpr, PAD: tl.constexpr, VEC: tl.constexpr, EVEN_B: tl.constexpr,
+        DTYPE: tl.constexpr):
+    """``out[b, p] = sum over rays of weight(ray, p) * y[b, ray]`` for a tile of pixels.
+
+    View table row ``v`` (``VIEW_PARAMS`` float32):
+
+    * parallel: ``a_c, a_r, a_0, h``: the fractional detector index of pixel centre ``(r, c)``
+      is ``a_c c + a_r r + a_0`` and the diamond spans ``+- h``;
+    * fan: ``l_c, l_r, l_0, q_c, q_r, q_0``: distance along the central ray from the source,
+      ``l = l_c c + l_r r + l_0``, and across it, ``q = q_c c + q_r r + q_0`` (mm); the fan
+      angle is ``atan(q / l)``, the detector coordinate ``u = sdd tan(gamma)`` (flat) or
+      ``sdd gamma`` (curved), the index ``u det_scale + det_shift``.
+
+    Ray ``ray`` of image ``b`` is at ``y_ptr + VEC ray y_ray_q + b y_b_stride`` (``VEC``,
+    ``EVEN_B`` as in the forward kernel).
+    """
+    pid_p = tl.program_id(0)
+    pid_b = tl.program_id(1)
+    tiles_w = tl.cdiv(width, TILE_W)
+    lane = tl.arange(0, TILE_H * TILE_W)
+    r = (pid_p // tiles_w) * TILE_H + lane // TILE_W
+    c = (pid_p % tiles_w) * TILE_W + lane % TILE_W
+    pmask = (r < height) & (c < width)
+    rf = r.to(tl.float32)
+    cf = c.to(tl.float32)
+    rd = r.to(tl.float64)
+    cd = c.to(tl.float64)
+    bs = pid_b * B_BLOCK + tl.arange(0, B_BLOCK)
+    bmask = bs < n_batch
+    b_off = (bs * y_b_stride)[None, :]
+    bm = bmask[None, :]
+    shape: tl.constexpr = [TILE_H * TILE_W, B_BLOCK]
+    acc = tl.zeros(shape, dtype=DTYPE)
+
+    for v in range(0, n_views):
+        row = view_ptr + v * 8
+        p0 = tl.load(row)
+        p1 = tl.load(row + 1)
+        p2 = tl.load(row + 2)
+        p3 = tl.load(row + 3)
+        if GEOM == 0:
+            centre = p0 * cf + p1 * rf + p2
+            j_lo = centre - p3
+            j_hi = centre + p3
+            usable = pmask
+        else:
+            p4 = tl.load(row + 4)
+            p5 = tl.load(row + 5)
+            along = p0 * cf + p1 * rf + p2
+            across = p3 * cf + p4 * rf + p5
+            # Diamond vertices (c +- 1, r) and (c, r +- 1).
+            ta = (across + p3) / (along + p0)
+            tb = (across - p3) / (along - p0)
+            tc = (across + p4) / (along + p1)
+            td = (across - p4) / (along - p1)
+            t_min = tl.minimum(tl.minimum(ta, tb), tl.minimum(tc, td))
+            t_max = tl.maximum(tl.maximum(ta, tb), tl.maximum(tc, td))
+            if GEOM == 2:
+                u_min = sdd * _atan(t_min)
+                u_max = sdd * _atan(t_max)
+            else:
+                u_min = sdd * t_min
+                u_max = sdd * t_max
+            j_lo = u_min * det_scale + det_shift
+            j_hi = u_max * det_scale + det_shift
+            # The source must be in front of the whole diamond; otherwise try every ray.
+            front = (along - tl.abs(p0) - tl.abs(p1)) > 0
+            j_lo = tl.where(front, j_lo, -1.0)
+            j_hi = tl.where(front, j_hi, n_det * 1.0)
+            usable = pmask
+        j_first = tl.maximum(tl.ceil(j_lo - PAD), 0.0).to(tl.int32)
+        j_last = tl.minimum(tl.floor(j_hi + PAD), n_det - 1.0).to(tl.int32)
+        j_last = tl.where(usable, j_last, j_first - 1)
+        count = tl.max(j_last - j_first + 1, axis=0)
+        for m in range(0, count):
+            j = j_first + m
+            ok = j <= j_last
+            ray = v * n_det + j
+            slope = tl.load(slope_ptr + ray, mask=ok, other=0.0)
+            icpt = tl.load(icpt_ptr + ray, mask=ok, other=0.0)
+            stepv = tl.load(step_ptr + ray, mask=ok, other=0.0)
+            vert = stepv > 0
+            step = tl.abs(stepv)
+            kk = tl.where(vert, rd, cd)
+            other = tl.where(vert, c, r)
+            t = slope * kk + icpt
+            f = tl.floor(t)
+            frac = t - f
+            i0 = f.to(tl.int32)
+            w = tl.where(i0 == other, (1.0 - frac) * step,
+                         tl.where(i0 + 1 == other, frac * step, 0.0))
+            hit = ok & (w != 0.0)
+            w = tl.where(hit, w, 0.0).to(DTYPE)
+            if EVEN_B:
+                m = tl.broadcast_to(hit[:, None], shape)
+            else:
+                m = hit[:, None] & bm
+            yv = tl.load(y_ptr + (ray * y_ray_q * VEC)[:, None] + b_off, mask=m, other=0.0)
+            acc += w[:, None] * yv
+
+    pix = r * width + c
+    out_off = (pix * out_pix_stride)[:, None] + (bs * out_b_stride)[None, :]
+    tl.store(out_ptr + out_off, acc, mask=pmask[:, None] & bm)

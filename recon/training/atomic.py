@@ -1,0 +1,56 @@
+"""Atomic file writes: a temporary file in the same folder, fsync, then ``os.replace``.
+
+A reader, or a process killed mid-write, sees the old file or the new one, never a torn one.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import IO, Callable, Union
+
+__all__ = ["write_atomic", "remove_stale_temporaries"]
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write_atomic(path: Union[str, os.PathLike], write: Callable[[IO], None],
+                 binary: bool = True) -> Path:
+    """Call ``write(f)`` on a temporary file next to ``path``, fsync, and rename it to ``path``.
+
+    The file gets the usual permissions (``0o666`` minus the umask), not ``mkstemp``'s ``0o600``.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.chmod(tmp, 0o666 & ~_umask())
+        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"newline": ""})) as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def remove_stale_temporaries(path: Union[str, os.PathLike]) -> int:
+    """Delete temporaries ``.NAME.*.tmp`` left next to ``path`` by a killed writer; count them."""
+    path = Path(path)
+    n = 0
+    if path.parent.is_dir():
+        for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+            try:
+                tmp.unlink()
+                n += 1
+            except OSError:
+                pass
+    return n

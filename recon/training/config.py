@@ -1,0 +1,144 @@
+"""The frozen configuration of one training run (:class:`TrainConfig`)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any, Dict, Optional
+
+__all__ = ["TrainConfig"]
+
+#: Fields that do not change the trajectory of a training (so a checkpoint written under other
+#: values of them can be resumed): where it runs and how it reports.
+_NON_TRAJECTORY_FIELDS = ("num_workers", "log_every", "tensorboard", "device", "progress",
+                          "checkpoint_every", "deterministic", "find_unused_parameters")
+
+
+def _check_positive_int(name: str, value: Any, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"TrainConfig.{name} must be a positive integer"
+                         f"{' or None' if allow_none else ''}, got {value!r}")
+
+
+def _check_nonneg_float(name: str, value: Any, allow_none: bool = False,
+                        positive: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or value < 0 or (positive and value == 0):
+        kind = "positive" if positive else "non-negative"
+        raise ValueError(f"TrainConfig.{name} must be a finite {kind} number"
+                         f"{' or None' if allow_none else ''}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Every knob of :class:`recon.train.Trainer`.
+
+    A checkpoint resumes only under the same values of the fields that shape the optimisation
+    (all but ``num_workers``, ``log_every``, ``tensorboard``, ``device``, ``progress``,
+    ``checkpoint_every``, ``deterministic``, ``find_unused_parameters``).
+
+    Parameters
+    ----------
+    epochs : int
+        Passes over the training set (the most; early stopping or ``max_steps`` may end sooner).
+    batch_size : int
+        The **global** batch size: under ``torchrun`` with ``W`` processes each process takes
+        ``batch_size // W`` samples per step (must divide evenly), so the same configuration
+        gives the same optimisation on one process or several.
+    lr : float
+        Peak learning rate of Adam (Kingma & Ba 2015), decayed by a cosine (Loshchilov & Hutter
+        2017, SGDR without restarts) over the planned steps to ``min_lr``.
+    weight_decay : float
+        Adam's L2 weight decay (``torch.optim.Adam(weight_decay=...)``).
+    grad_clip : float or None
+        Maximum global L2 norm of the gradient (``clip_grad_norm_``); ``None`` disables clipping.
+    min_lr : float
+        Learning rate reached at the last planned step.
+    patience : int or None
+        Early stopping: stop after this many epochs in a row without a validation loss below
+        ``best - min_delta``; ``None`` disables early stopping.
+    min_delta : float
+        Smallest decrease of the validation loss that counts as an improvement.
+    seed : int
+        Seeds Python, NumPy and torch at the start of a fresh run, and the shuffling of each
+        epoch (``DistributedSampler(seed=seed)``), so one process gives identical results.
+    num_workers : int
+        DataLoader worker processes (0: load in the main process).
+    log_every : int
+        Steps between progress-bar / TensorBoard updates of the running training loss.
+    tensorboard : bool
+        Also write TensorBoard event files into ``out_dir/tensorboard`` (needs ``tensorboard``).
+    device : str or None
+        ``"cpu"``, ``"cuda"``, ``"cuda:1"``...; ``None`` picks CUDA when available. Under
+        ``torchrun`` on CUDA each process uses ``cuda:LOCAL_RANK``.
+    max_steps : int or None
+        Cap on optimiser steps (quick runs); the cosine is planned over
+        ``min(epochs * steps_per_epoch, max_steps)``.
+    progress : bool
+        Show tqdm progress bars (rank 0 only).
+    checkpoint_every : int or None
+        Also write ``checkpoint.pt`` every this many steps inside an epoch (resume mid-epoch);
+        a checkpoint is always written after each epoch.
+    deterministic : bool
+        Ask torch for deterministic kernels (``torch.use_deterministic_algorithms(True,
+        warn_only=True)``, cuDNN benchmark off); a process-wide setting that stays on after the
+        run. CPU runs are deterministic without it.
+    find_unused_parameters : bool
+        Passed to ``DistributedDataParallel`` (for models whose forward skips some parameters).
+    """
+
+    epochs: int = 10
+    batch_size: int = 8
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    grad_clip: Optional[float] = 1.0
+    min_lr: float = 0.0
+    patience: Optional[int] = None
+    min_delta: float = 0.0
+    seed: int = 0
+    num_workers: int = 0
+    log_every: int = 10
+    tensorboard: bool = False
+    device: Optional[str] = None
+    max_steps: Optional[int] = None
+    progress: bool = True
+    checkpoint_every: Optional[int] = None
+    deterministic: bool = False
+    find_unused_parameters: bool = False
+
+    def __post_init__(self) -> None:
+        _check_positive_int("epochs", self.epochs)
+        _check_positive_int("batch_size", self.batch_size)
+        _check_nonneg_float("lr", self.lr, positive=True)
+        _check_nonneg_float("weight_decay", self.weight_decay)
+        _check_nonneg_float("grad_clip", self.grad_clip, allow_none=True, positive=True)
+        _check_nonneg_float("min_lr", self.min_lr)
+        if self.min_lr > self.lr:
+            raise ValueError(f"TrainConfig.min_lr ({self.min_lr}) must not exceed lr ({self.lr})")
+        _check_positive_int("patience", self.patience, allow_none=True)
+        _check_nonneg_float("min_delta", self.min_delta)
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"TrainConfig.seed must be a non-negative integer, got {self.seed!r}")
+        if isinstance(self.num_workers, bool) or not isinstance(self.num_workers, int) \
+                or self.num_workers < 0:
+            raise ValueError("TrainConfig.num_workers must be a non-negative integer, got "
+                             f"{self.num_workers!r}")
+        _check_positive_int("log_every", self.log_every)
+        _check_positive_int("max_steps", self.max_steps, allow_none=True)
+        _check_positive_int("checkpoint_every", self.checkpoint_every, allow_none=True)
+        if self.device is not None and not isinstance(self.device, str):
+            raise TypeError("TrainConfig.device must be a string such as 'cpu' or 'cuda:0' or "
+                            f"None, got {type(self.device).__name__}")
+
+    def to_dict(self) -> Dict[str, Any]:
+        """The fields as a plain dict (JSON- and ``weights_only``-safe)."""
+        return dataclasses.asdict(self)
+
+    def trajectory_dict(self) -> Dict[str, Any]:
+        """The fields that determine the optimisation (compared when resuming a checkpoint)."""
+        return {k: v for k, v in self.to_dict().items() if k not in _NON_TRAJECTORY_FIELDS}

@@ -1,0 +1,150 @@
+"""Tests of the limited-angle robustness study (issue 7): its measures and a tiny run."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from experiments import limited_angle_measures as lm
+from operators import ImageGrid
+
+
+def _disk(shape, center_rc, radius, inside=40.0, outside=-1000.0):
+    r, c = np.mgrid[:shape[0], :shape[1]]
+    img = np.full(shape, outside)
+    img[(r - center_rc[0]) ** 2 + (c - center_rc[1]) ** 2 <= radius ** 2] = inside
+    return img
+
+
+# ------------------------------------------------------------------------------ outline
+def test_body_mask_fills_holes_and_keeps_the_largest_component():
+    img = _disk((64, 64), (32, 32), 20)
+    img[25:35, 25:35] = -850.0          # a "lung" inside the body
+    img[2:5, 2:5] = 40.0                # a small blob in the air
+    mask = lm.body_mask(img)
+    assert mask[30, 30] and not mask[3, 3]
+    assert mask.sum() == (_disk((64, 64), (32, 32), 20) > -500).sum()
+
+
+@pytest.mark.parametrize("shift", [0, 2, 5])
+@pytest.mark.parametrize("spacing", [(1.0, 1.0), (2.5, 2.5)])
+def test_outline_shift_of_a_translated_disk_is_the_translation(shift, spacing):
+    ref = _disk((80, 80), (40, 40), 20)
+    rec = _disk((80, 80), (40, 40 + shift), 20)
+    d = lm.outline_shift(rec, ref, spacing)
+    # Hausdorff distance of two translated disks = the translation (pixel-quantised)
+    assert d["max_mm"] == pytest.approx(shift * spacing[1], abs=0.5 * spacing[1])
+    assert d["mean_mm"] <= d["max_mm"] + 1e-9
+    if shift == 0:
+        assert d["mean_mm"] == 0.0 and d["max_mm"] == 0.0
+
+
+@pytest.mark.parametrize("grow", [1, 3, 6])
+def test_outline_shift_of_a_grown_disk_is_the_growth_everywhere(grow):
+    ref = _disk((90, 90), (45, 45), 25)
+    rec = _disk((90, 90), (45, 45), 25 + grow)
+    d = lm.outline_shift(rec, ref, (2.0, 2.0))
+    assert d["mean_mm"] == pytest.approx(2.0 * grow, abs=0.6 * 2.0)
+    assert d["max_mm"] == pytest.approx(2.0 * grow, abs=1.0 * 2.0)
+
+
+def test_outline_shift_without_body_in_the_reconstruction_is_infinite():
+    ref = _disk((32, 32), (16, 16), 8)
+    d = lm.outline_shift(np.full((32, 32), -1000.0), ref, (1.0, 1.0))
+    assert math.isinf(d["mean_mm"]) and math.isinf(d["max_mm"])
+    with pytest.raises(ValueError, match="ref_hu has no pixel"):
+        lm.outline_shift(ref, np.full((32, 32), -1000.0), (1.0, 1.0))
+
+
+def test_outline_shift_checks_its_arguments():
+    ref = _disk((32, 32), (16, 16), 8)
+    with pytest.raises(ValueError, match="spacing"):
+        lm.outline_shift(ref, ref, (0.0, 1.0))
+    with pytest.raises(ValueError, match="same shape"):
+        lm.outline_shift(ref[:-1], ref, (1.0, 1.0))
+    with pytest.raises(ValueError, match=r"rec_hu must be a single image"):
+        lm.outline_shift(ref[None], ref, (1.0, 1.0))
+
+
+# ------------------------------------------------------------------------------- lesion
+def _lesion_image(grid, center, radius, contrast, background=-850.0):
+    x, y = grid.meshgrid()
+    img = np.full(grid.shape, background)
+    img[np.hypot(x - center[0], y - center[1]) <= radius] += contrast
+    return img
+
+
+def test_lesion_contrast_of_a_perfect_reconstruction_is_one_and_of_a_missing_lesion_zero():
+    grid = ImageGrid(shape=(64, 64), spacing=(2.0, 2.0))
+    center, radius = (10.0, -6.0), 9.0
+    ref = _lesion_image(grid, center, radius, 850.0)
+    core, ring = lm.lesion_regions(center, radius, grid)
+    assert core.any() and ring.any() and not (core & ring).any()
+    assert lm.lesion_contrast(ref, ref, core, ring) == pytest.approx(1.0)
+    assert lm.lesion_contrast(np.full(grid.shape, -850.0), ref, core, ring) == pytest.approx(0.0)
+    half = _lesion_image(grid, center, radius, 425.0)
+    assert lm.lesion_contrast(half, ref, core, ring) == pytest.approx(0.5)
+    # a global offset changes nothing
+    assert lm.lesion_contrast(ref + 37.0, ref, core, ring) == pytest.approx(1.0)
+
+
+def test_contrast_to_noise_and_detection():
+    grid = ImageGrid(shape=(64, 64), spacing=(2.0, 2.0))
+    center, radius = (0.0, 0.0), 10.0
+    ref = _lesion_image(grid, center, radius, 100.0)
+    core, ring = lm.lesion_regions(center, radius, grid)
+    # flat background: std floored at 1 HU
+    assert lm.contrast_to_noise(ref, core, ring) == pytest.approx(100.0)
+    noisy = ref + np.random.default_rng(0).normal(0.0, 100.0, ref.shape)
+    cnr = lm.contrast_to_noise(noisy, core, ring)
+    assert 0.3 < cnr < 2.0
+    assert lm.lesion_detected(1.0, 100.0)
+    assert not lm.lesion_detected(1.0, cnr)
+    assert not lm.lesion_detected(0.2, 100.0)
+    assert not lm.lesion_detected(1.0, -5.0)           # wrong sign
+    assert lm.lesion_detected(1.0, -5.0, true_contrast_sign=-1.0)
+
+
+def test_lesion_contrast_needs_true_contrast():
+    grid = ImageGrid(shape=(32, 32), spacing=(1.0, 1.0))
+    core, ring = lm.lesion_regions((0.0, 0.0), 4.0, grid)
+    flat = np.zeros(grid.shape)
+    with pytest.raises(ValueError, match="no contrast"):
+        lm.lesion_contrast(flat, flat, core, ring)
+    with pytest.raises(TypeError, match="boolean"):
+        lm.lesion_contrast(flat, flat, core.astype(float), ring)
+
+
+def test_lesion_regions_of_a_subpixel_lesion_keep_the_nearest_pixel():
+    grid = ImageGrid(shape=(16, 16), spacing=(4.0, 4.0))
+    core, ring = lm.lesion_regions((2.0, 2.0), 1.0, grid)
+    assert core.sum() >= 1 and ring.sum() > 0
+
+
+# ---------------------------------------------------------------------------------- air
+def test_air_error_counts_only_pixels_away_from_the_body():
+    ref = _disk((64, 64), (32, 32), 15)
+    body = lm.body_mask(ref)
+    assert lm.air_error(ref, body, (1.0, 1.0), margin_mm=3.0) == 0.0
+    rec = ref.copy()
+    rec[32, 32 + 16] = 0.0          # one pixel from the body: inside the margin, ignored
+    assert lm.air_error(rec, body, (1.0, 1.0), margin_mm=3.0) == 0.0
+    rec[2, 2] = 0.0                 # far in the air
+    far = ~(np.hypot(*np.mgrid[-32:32, -32:32]) <= 15 + 3)
+    expected = 1000.0 / np.count_nonzero(
+        __import__("scipy").ndimage.distance_transform_edt(~body) > 3.0)
+    assert lm.air_error(rec, body, (1.0, 1.0), margin_mm=3.0) == pytest.approx(expected)
+    assert far.any()
+    with pytest.raises(ValueError, match="margin_mm"):
+        lm.air_error(rec, body, (1.0, 1.0), margin_mm=-1.0)
+
+
+def test_psnr_ssim_body_of_identical_images():
+    ref = _disk((32, 32), (16, 16), 10)
+    body = lm.body_mask(ref)
+    m = lm.psnr_ssim_body(ref, ref, body)
+    assert math.isinf(m["psnr"]) and m["ssim"] == pytest.approx(1.0)
+    m = lm.psnr_ssim_body(ref + 20.0, ref, body)
+    assert m["psnr"] == pytest.approx(20 * math.log10(2000.0 / 20.0))

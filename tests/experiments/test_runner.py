@@ -1,0 +1,254 @@
+"""The experiment runner: command line, argument errors, config/metrics/log files, skip, force,
+resume, and `run all` continuing past a failure. Uses small fake experiment modules registered
+for the test (no real experiment runs here)."""
+
+from __future__ import annotations
+
+import importlib.machinery
+import json
+import logging
+import sys
+import types
+from dataclasses import dataclass
+
+import pytest
+import torch
+
+from experiments import registry, runner
+from experiments.__main__ import main
+
+
+@dataclass(frozen=True)
+class FakeConfig:
+    size: int = 3
+
+
+def _fake_module(module_name: str, behaviour: str = "ok") -> types.ModuleType:
+    """A protocol-following experiment module; ``behaviour``: "ok", "fail", "fail_once"
+    (fails after writing a checkpoint, then resumes from it) or "not_a_dict"."""
+    qualified = f"experiments.{module_name}"
+    mod = types.ModuleType(qualified)
+    mod.__spec__ = importlib.machinery.ModuleSpec(qualified, loader=None)
+    mod.NAME = module_name.replace("_", "-")
+    mod.DESCRIPTION = f"fake experiment {module_name}"
+    mod.REFERENCE = "Nobody et al. 2099 | a pipe"
+    mod.Config = FakeConfig
+    mod.PRESETS = {"tiny": FakeConfig(1), "quick": FakeConfig(2), "full": FakeConfig(3)}
+    mod.calls = []
+
+    def run(config, out, *, device, seeds):
+        mod.calls.append({"config": config, "out": out, "device": device, "seeds": list(seeds)})
+        logging.getLogger(qualified).info("fake experiment running with size %d", config.size)
+        ckpt = out / "checkpoint.txt"
+        resumed = ckpt.exists()
+        if behaviour == "fail":
+            raise RuntimeError("deliberate failure")
+        if behaviour == "fail_once" and not resumed:
+            ckpt.write_text("half done")
+            raise RuntimeError("interrupted half way")
+        if behaviour == "not_a_dict":
+            return [1, 2, 3]
+        ckpt.write_text("done")
+        from matplotlib.figure import Figure
+
+        from experiments.common import claim, save_figure
+        fig = Figure(figsize=(2, 2))
+        fig.subplots().plot([0, 1], [0, config.size])
+        save_figure(fig, out / "line.png")
+        return {"size": config.size, "resumed": resumed, "nested": {"a": 1.5, "b": [1, 2]},
+                "claims": [claim("size is positive", config.size > 0, size=config.size)]}
+
+    mod.run = run
+    return mod
+
+
+@pytest.fixture
+def fakes(monkeypatch):
+    """Register fake experiments (replacing the real registry) and return a dict of modules."""
+    mods = {}
+
+    def add(module_name, behaviour="ok", register_only=False):
+        entry = registry.Entry(module_name)
+        if not register_only:
+            mod = _fake_module(module_name, behaviour)
+            monkeypatch.setitem(sys.modules, entry.qualified, mod)
+            mods[entry.name] = mod
+        monkeypatch.setattr(registry, "EXPERIMENTS", registry.EXPERIMENTS + (entry,))
+        return mods.get(entry.name)
+
+    monkeypatch.setattr(registry, "EXPERIMENTS", ())
+    return add
+
+
+def _json(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def test_registry_order_and_names():
+    names = registry.names()
+    assert names[:4] == ["seed-xor", "seed-decision-tree", "seed-activations", "seed-backprop"]
+    assert names[4:] == ["fbp-demo", "baselines", "sparse-view", "learned-filter",
+                         "trainable-fbp", "rebinning", "limited-angle"]
+    assert registry.get("seed_xor").name == "seed-xor"
+    with pytest.raises(registry.UnknownExperimentError, match="valid names: seed-xor"):
+        registry.get("no-such-thing")
+
+
+def test_list_names_every_experiment_and_notes_missing(fakes, capsys):
+    fakes("fake_ok")
+    fakes("not_written_yet", register_only=True)
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "fake-ok" in out and "fake experiment fake_ok" in out
+    assert "not-written-yet" in out and "does not exist" in out
+
+
+def test_unknown_experiment_is_exit_2_listing_valid_names(fakes, tmp_path, capsys):
+    fakes("fake_ok")
+    assert main(["run", "nope", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "argument NAME" in err and "unknown experiment 'nope'" in err and "fake-ok" in err
+
+
+def test_missing_module_is_exit_2(fakes, tmp_path, capsys):
+    fakes("not_written_yet", register_only=True)
+    assert main(["run", "not-written-yet", "--out", str(tmp_path)]) == 2
+    assert "does not exist yet" in capsys.readouterr().err
+
+
+def test_unwritable_output_folder_is_exit_2(fakes, tmp_path, capsys):
+    fakes("fake_ok")
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    for out in (blocker, blocker / "below"):
+        assert main(["run", "fake-ok", "--out", str(out)]) == 2
+        assert "argument --out" in capsys.readouterr().err
+    with pytest.raises(runner.RunnerError, match="--out"):
+        runner.prepare_output(blocker / "below")
+
+
+def test_unavailable_device_is_exit_2(fakes, tmp_path, capsys):
+    fakes("fake_ok")
+    assert main(["run", "fake-ok", "--out", str(tmp_path), "--device", "warp-drive"]) == 2
+    assert "argument --device" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        assert main(["run", "fake-ok", "--out", str(tmp_path), "--device", "cuda"]) == 2
+        err = capsys.readouterr().err
+        assert "argument --device" in err and "CUDA is not available" in err
+    else:
+        count = torch.cuda.device_count()
+        assert main(["run", "fake-ok", "--out", str(tmp_path), "--device",
+                     f"cuda:{count}"]) == 2
+    assert not (tmp_path / "fake-ok").exists()
+
+
+def test_bad_seed_count_is_exit_2(fakes, tmp_path, capsys):
+    fakes("fake_ok")
+    assert main(["run", "fake-ok", "--out", str(tmp_path), "--seeds", "0"]) == 2
+    assert "argument --seeds" in capsys.readouterr().err
+
+
+def test_run_writes_config_metrics_log_and_skips_then_forces(fakes, tmp_path):
+    mod = fakes("fake_ok")
+    assert main(["run", "fake-ok", "--tiny", "--out", str(tmp_path), "--seeds", "2"]) == 0
+    folder = tmp_path / "fake-ok"
+    cfg = _json(folder / "config.json")
+    assert cfg["experiment"] == "fake-ok" and cfg["preset"] == "tiny"
+    assert cfg["config"] == {"size": 1} and cfg["seeds"] == [0, 1]
+    assert cfg["status"] == "finished" and cfg["device"] == "cpu"
+    assert cfg["torch_version"] == torch.__version__ and cfg["package_version"]
+    assert "git_commit" in cfg and cfg["wall_time_s"] >= 0 and cfg["started"] and cfg["finished"]
+    assert cfg["description"] == "fake experiment fake_ok"
+    metrics = _json(folder / "metrics.json")
+    assert metrics["size"] == 1 and metrics["claims"][0]["held"] is True
+    assert "fake experiment running with size 1" in (folder / "run.log").read_text()
+    assert (folder / "line.png").is_file()
+    assert not list(folder.glob(".*.tmp")), "no temporary files left behind"
+    assert len(mod.calls) == 1 and mod.calls[0]["seeds"] == [0, 1]
+
+    # same config: skipped, run not called again
+    assert main(["run", "fake-ok", "--tiny", "--out", str(tmp_path), "--seeds", "2"]) == 0
+    assert len(mod.calls) == 1
+    # --force: runs from scratch (checkpoint of the previous run deleted first)
+    assert main(["run", "fake-ok", "--tiny", "--out", str(tmp_path), "--seeds", "2",
+                 "--force"]) == 0
+    assert len(mod.calls) == 2
+    assert _json(folder / "metrics.json")["resumed"] is False
+    # another preset (another config): runs again, and the stored config follows
+    assert main(["run", "fake-ok", "--quick", "--out", str(tmp_path), "--seeds", "2"]) == 0
+    assert len(mod.calls) == 3
+    assert _json(folder / "config.json")["config"] == {"size": 2}
+    # other seeds: runs again
+    assert main(["run", "fake-ok", "--quick", "--out", str(tmp_path)]) == 0
+    assert len(mod.calls) == 4 and mod.calls[-1]["seeds"] == [0]
+
+
+def test_default_preset_is_quick(fakes, tmp_path):
+    mod = fakes("fake_ok")
+    assert main(["run", "fake-ok", "--out", str(tmp_path)]) == 0
+    assert mod.calls[0]["config"] == FakeConfig(2)
+
+
+def test_failed_run_resumes_from_its_checkpoint(fakes, tmp_path):
+    mod = fakes("fake_resume", behaviour="fail_once")
+    assert main(["run", "fake-resume", "--tiny", "--out", str(tmp_path)]) == 1
+    folder = tmp_path / "fake-resume"
+    cfg = _json(folder / "config.json")
+    assert cfg["status"] == "failed" and "interrupted half way" in cfg["error"]
+    assert not (folder / "metrics.json").exists()
+    assert "interrupted half way" in (folder / "run.log").read_text()
+    # same command again: the runner calls run in the same folder, which finds its checkpoint
+    assert main(["run", "fake-resume", "--tiny", "--out", str(tmp_path)]) == 0
+    assert _json(folder / "metrics.json")["resumed"] is True
+    cfg = _json(folder / "config.json")
+    assert cfg["status"] == "finished" and cfg["attempt"] == 2 and cfg["error"] is None
+    assert len(mod.calls) == 2
+    assert (folder / "run.log").read_text().count("=== fake-resume") == 2
+
+
+def test_non_dict_result_is_a_failure(fakes, tmp_path):
+    fakes("fake_bad", behaviour="not_a_dict")
+    outcome = runner.run_experiment("fake-bad", tmp_path, preset="tiny")
+    assert outcome.status == "failed" and "expected a dict" in outcome.error
+
+
+def test_run_all_continues_after_a_failure_and_writes_the_report(fakes, tmp_path, capsys):
+    fakes("fake_first", behaviour="fail")
+    good = fakes("fake_second")
+    fakes("fake_later", register_only=True)
+    code = main(["run", "all", "--tiny", "--out", str(tmp_path)])
+    assert code == 1
+    captured = capsys.readouterr()
+    assert "fake-first: failed" in captured.out and "deliberate failure" in captured.out
+    assert "fake-second: finished" in captured.out
+    assert "fake-later: missing" in captured.out
+    assert "failed: fake-first" in captured.err
+    assert len(good.calls) == 1 and (tmp_path / "fake-second" / "metrics.json").is_file()
+    html = (tmp_path / "index.html").read_text()
+    md = (tmp_path / "REPORT.md").read_text()
+    for text in (html, md):
+        assert "fake-first" in text and "deliberate failure" in text
+        assert "size is positive" in text
+        assert "fake_later.py does not exist yet" in text
+    # a second `run all` skips the finished experiment and retries the failed one
+    assert main(["run", "all", "--tiny", "--out", str(tmp_path)]) == 1
+    assert len(good.calls) == 1
+
+
+def test_report_command(fakes, tmp_path, capsys):
+    fakes("fake_ok")
+    assert main(["report", "--out", str(tmp_path / "nowhere")]) == 2
+    assert "argument --out" in capsys.readouterr().err
+    assert main(["run", "fake-ok", "--tiny", "--out", str(tmp_path)]) == 0
+    assert main(["report", "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "index.html").is_file() and (tmp_path / "REPORT.md").is_file()
+
+
+def test_module_violating_the_protocol_is_reported(fakes, tmp_path):
+    mod = fakes("fake_broken")
+    del mod.PRESETS["tiny"]
+    with pytest.raises(registry.ProtocolError, match="PRESETS misses tiny"):
+        runner.run_experiment("fake-broken", tmp_path, preset="tiny")
+    outcomes = runner.run_all(tmp_path, preset="tiny", report=False)
+    assert outcomes[0].status == "failed" and "ProtocolError" in outcomes[0].error

@@ -1,0 +1,76 @@
+"""Bad input gets a clear error that names the argument."""
+
+import warnings
+
+import pytest
+import torch
+
+from operators import FanGeometry, ImageGrid, ParallelGeometry, XRayTransform
+from operators.backends import BackendUnavailableError
+
+GRID = ImageGrid(shape=(8, 9))
+GEOM = ParallelGeometry.full_scan(5, 13)
+A = XRayTransform(GRID, GEOM)
+
+
+@pytest.mark.parametrize("x, error, match", [
+    (torch.zeros(9), ValueError, "x must have shape"),
+    (torch.zeros(8, 8), ValueError, r"x must end in \(H, W\) = \(8, 9\)"),
+    (torch.zeros(9, 8), ValueError, "x must end in"),
+    (torch.zeros(8, 9, dtype=torch.int32), TypeError, "x has integer"),
+    (torch.zeros(8, 9, dtype=torch.complex64), TypeError, "x has complex"),
+    (torch.zeros(8, 9, dtype=torch.float16), TypeError, "x has half-precision"),
+    (torch.full((8, 9), float("nan")), ValueError, "x contains NaN or Inf"),
+    (torch.full((2, 8, 9), float("inf")), ValueError, "x contains NaN or Inf"),
+    ([[0.0] * 9] * 8, TypeError, "x must be a torch.Tensor"),
+])
+def test_forward_rejects(x, error, match):
+    with pytest.raises(error, match=match):
+        A(x)
+
+
+def test_adjoint_rejects_wrong_sinogram():
+    with pytest.raises(ValueError, match=r"y must end in \(views, detectors\) = \(5, 13\)"):
+        A.T(torch.zeros(5, 12))
+    with pytest.raises(ValueError, match="y contains NaN"):
+        A.T(torch.full((5, 13), float("nan")))
+
+
+def test_no_silent_broadcast_of_batch():
+    y = A(torch.zeros(2, 3, 8, 9))
+    assert y.shape == (2, 3, 5, 13)
+
+
+def test_wrong_arguments_to_the_operator():
+    with pytest.raises(TypeError, match="grid must be"):
+        XRayTransform((8, 9), GEOM)
+    with pytest.raises(TypeError, match="geometry must be"):
+        XRayTransform(GRID, {"angles": [0.0]})
+    with pytest.raises(ValueError, match="backend must be one of"):
+        XRayTransform(GRID, GEOM, backend="cuda-magic")
+    with pytest.raises(ValueError, match="inside the image"):
+        XRayTransform(ImageGrid(shape=(100, 100)), FanGeometry.full_scan(4, 200, 1.0, 60.0, 200.0))
+
+
+def test_unavailable_backend_is_a_clear_error():
+    if torch.cuda.is_available():  # pragma: no cover
+        pytest.skip("a GPU is present")
+    with pytest.raises(BackendUnavailableError, match="triton"):
+        XRayTransform(GRID, GEOM, backend="triton")
+
+
+def test_device_mismatch_is_named():
+    if not torch.cuda.is_available():
+        # emulate: an operator on the 'meta' device cannot take CPU tensors
+        a = XRayTransform(GRID, GEOM)
+        a.ray_table = a.ray_table.to("meta")
+        with pytest.raises(RuntimeError, match="x is on cpu but the operator is on meta"):
+            a(torch.zeros(8, 9))
+    else:  # pragma: no cover
+        with pytest.raises(RuntimeError, match="operator is on"):
+            A(torch.zeros(8, 9, device="cuda"))
+
+
+def test_small_detector_warns():
+    with pytest.warns(UserWarning, match="field of view"):
+        XRayTransform(GRID, ParallelGeometry.full_scan(5, 6))

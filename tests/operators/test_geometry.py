@@ -1,0 +1,102 @@
+import math
+from dataclasses import FrozenInstanceError
+
+import numpy as np
+import pytest
+
+from operators import FanGeometry, ImageGrid, ParallelGeometry, uniform_angles
+
+
+def fan(**kw):
+    args = dict(angles=(0.0, 1.0), detector_count=10, detector_spacing=1.0,
+                source_to_isocenter=100.0, source_to_detector=200.0)
+    args.update(kw)
+    return FanGeometry(**args)
+
+
+def test_repr_round_trips():
+    for g in (ImageGrid(shape=(3, 4), spacing=(0.5, 0.25)),
+              ParallelGeometry.limited_angle(2.0, 5, 7, 0.3, start=0.1, detector_offset=0.2),
+              FanGeometry.short_scan(9, 11, 1.5, 300.0, 500.0, "curved")):
+        assert eval(repr(g), {"ImageGrid": ImageGrid, "ParallelGeometry": ParallelGeometry,
+                              "FanGeometry": FanGeometry}) == g
+
+
+def test_immutable_and_keyword_only():
+    g = ParallelGeometry.full_scan(4, 5)
+    with pytest.raises(FrozenInstanceError):
+        g.detector_count = 3
+    with pytest.raises(TypeError):
+        ParallelGeometry((0.0,), 5)  # positional arguments are refused
+
+
+def test_slicing_returns_geometry():
+    g = FanGeometry.full_scan(8, 5, 1.0, 50.0, 90.0)
+    half = g[::2]
+    assert isinstance(half, FanGeometry) and half.views == 4
+    assert half.angles == g.angles[::2] and half.source_to_detector == 90.0
+    assert g[3].angles == (g.angles[3],)
+    assert g[[0, 7]].angles == (g.angles[0], g.angles[7])
+    with pytest.raises(IndexError):
+        g[10:]
+
+
+def test_scan_helpers():
+    p = ParallelGeometry.full_scan(180, 10)
+    assert p.angles[0] == 0 and math.isclose(p.angles[-1], math.pi * 179 / 180)
+    la = ParallelGeometry.limited_angle(math.radians(120), 60, 10)
+    assert math.isclose(la.angles[-1] - la.angles[0] + math.radians(2), math.radians(120))
+    s = FanGeometry.short_scan(100, 50, 1.0, 500.0, 1000.0)
+    gmax = math.atan(25.0 / 1000.0)
+    assert math.isclose(s.half_fan_angle, gmax)
+    assert math.isclose(s.angles[-1] - s.angles[0], math.pi + 2 * gmax)
+    f = FanGeometry.full_scan(360, 50, 1.0, 500.0, 1000.0)
+    assert math.isclose(f.angles[1] - f.angles[0], 2 * math.pi / 360)
+    assert np.allclose(p.angular_weights(), math.pi / 180)
+    assert uniform_angles(4, math.pi) == (0.0, math.pi / 4, math.pi / 2, 3 * math.pi / 4)
+
+
+def test_lines_follow_the_convention():
+    g = fan(detector="flat", detector_offset=0.5)
+    theta, s = g.lines()
+    u = g.detector_positions()
+    gamma = np.arctan(u / 200.0)
+    assert np.allclose(theta[1], 1.0 + gamma) and np.allclose(s[0], 100.0 * np.sin(gamma))
+    gc = fan(detector="curved")
+    assert np.allclose(gc.fan_angles(), gc.detector_positions() / 200.0)
+    # every line of a fan passes through its source
+    src = g.source_positions()
+    assert np.allclose(src[:, :1] * np.cos(theta) + src[:, 1:] * np.sin(theta), s)
+    p = ParallelGeometry(angles=(0.3,), detector_count=3, detector_spacing=2.0, detector_offset=1.0)
+    assert np.allclose(p.lines()[1], [[-1.0, 1.0, 3.0]])
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(source_to_isocenter=0.0), "source_to_isocenter"),
+    (dict(source_to_isocenter=-5.0), "source_to_isocenter"),
+    (dict(source_to_detector=50.0), "must exceed source_to_isocenter"),
+    (dict(detector="round"), "detector must be one of"),
+    (dict(detector_count=0), "detector_count"),
+    (dict(detector_spacing=float("nan")), "detector_spacing"),
+    (dict(angles=()), "at least one view"),
+    (dict(angles=(0.0, float("inf"))), "finite"),
+    (dict(angles=[[0.0, 1.0]]), "1-D"),
+    (dict(detector="curved", detector_count=1000, detector_spacing=1.0), "fan angle of pi"),
+])
+def test_impossible_fan_geometries(kwargs, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        fan(**kwargs)
+
+
+def test_grid_validation():
+    with pytest.raises(ValueError, match="shape"):
+        ImageGrid(shape=(3,))
+    with pytest.raises(ValueError, match="H"):
+        ImageGrid(shape=(0, 4))
+    with pytest.raises(ValueError, match="dx"):
+        ImageGrid(shape=(4, 4), spacing=(1.0, -1.0))
+    with pytest.raises(TypeError, match="integer"):
+        ImageGrid(shape=(4.5, 4))
+    g = ImageGrid(shape=(4, 5), spacing=(2.0, 1.0))
+    assert np.allclose(g.x_coordinates(), [-2, -1, 0, 1, 2])
+    assert np.allclose(g.y_coordinates(), [3, 1, -1, -3])

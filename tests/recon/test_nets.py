@@ -1,0 +1,267 @@
+"""Tests of the learned reconstruction models (recon.nets): U-Net, VN, LPD. Tiny, CPU, float32."""
+
+import copy
+import io
+import warnings
+
+import pytest
+import torch
+
+import operators
+from recon.nets import (LearnedPrimalDual, RBFActivation, UNet, UNetPostProcessing,
+                        VariationalNetwork)
+from recon.nets.common import OperatorModel
+from recon.nets.variational import rbf_activation, rbf_activation_table, rbf_tables
+
+H = 16
+VIEWS = 6
+DETS = 23
+
+
+@pytest.fixture(scope="module")
+def setup():
+    grid = operators.ImageGrid((H, H))
+    geom = operators.ParallelGeometry.full_scan(VIEWS, DETS)
+    A = operators.XRayTransform(grid, geom)
+    gen = torch.Generator().manual_seed(0)
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, H), torch.linspace(-1, 1, H), indexing="ij")
+    disk = ((xx ** 2 + yy ** 2) < 0.5).float()
+    x = torch.stack([disk * (0.5 + 0.5 * torch.rand((), generator=gen)) for _ in range(3)])
+    x[1, 4:8, 5:9] += 0.7
+    y = A(x)
+    return grid, geom, A, x, y
+
+
+def build(name, grid, geom, A):
+    torch.manual_seed(0)
+    if name == "unet":
+        return UNetPostProcessing(operators.FBP(grid, geom), UNet(width=4, depth=2))
+    if name == "vn":
+        return VariationalNetwork(A, stages=2, filters=4, kernel_size=5, seed=0)
+    if name == "lpd":
+        return LearnedPrimalDual(A, n_iter=2, n_primal=3, n_dual=3, width=8, seed=0)
+    if name == "lpd-fbp":
+        return LearnedPrimalDual(A, n_iter=2, n_primal=3, n_dual=3, width=8, init="fbp", seed=0)
+    raise KeyError(name)
+
+
+MODELS = ["unet", "vn", "lpd", "lpd-fbp"]
+
+
+def operator_snapshot(A):
+    return {k: v.clone() for k, v in A._buffers.items() if v is not None}
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_shapes_batch(setup, name):
+    grid, geom, A, x, y = setup
+    model = build(name, grid, geom, A).eval()
+    out = model(y)
+    assert out.shape == (3, H, H) and out.dtype == torch.float32
+    # extra batch dimensions and a single sinogram
+    assert model(y.reshape(3, 1, VIEWS, DETS)).shape == (3, 1, H, H)
+    single = model(y[1])
+    assert single.shape == (H, H)
+    torch.testing.assert_close(single, out[1], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_operator_not_trained(setup, name):
+    grid, geom, A, x, y = setup
+    model = build(name, grid, geom, A)
+    before = operator_snapshot(A)
+    n_learned = 0
+    for p in model.parameters():
+        assert not any(p is b for b in A.buffers())
+    out = model(y)
+    ((out - x) ** 2).mean().backward()
+    for pname, p in model.named_parameters():
+        if p.requires_grad:
+            n_learned += 1
+            assert p.grad is not None, pname
+        else:  # frozen FBP layers of the U-Net / init: no gradient
+            assert p.grad is None and pname.split(".")[0] in ("fbp", "init"), pname
+    assert n_learned > 0
+    assert list(A.parameters()) == []
+    assert all(b.grad is None for b in A.buffers())
+    # the operator's tables are in neither parameters nor the model's state_dict
+    keys = set(model.state_dict())
+    assert not any(k.endswith("ray_table") for k in keys)
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
+    opt.step()
+    after = operator_snapshot(A)
+    assert before.keys() == after.keys()
+    for k in before:
+        assert torch.equal(before[k], after[k]), k
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_training_step_lowers_loss(setup, name):
+    grid, geom, A, x, y = setup
+    model = build(name, grid, geom, A)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=1e-3)
+    model.train()
+    losses = []
+    for _ in range(4):
+        opt.zero_grad()
+        loss = ((model(y) - x) ** 2).mean()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    model.eval()
+    with torch.no_grad():
+        final = ((model(y) - x) ** 2).mean().item()
+    if name == "unet":  # batch-norm statistics change between train and eval mode
+        assert losses[-1] < losses[0]
+    else:
+        assert final < losses[0]
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_state_dict_round_trip(setup, name):
+    grid, geom, A, x, y = setup
+    model = build(name, grid, geom, A)
+    with torch.no_grad():  # move away from the initialisation
+        for p in model.parameters():
+            if p.requires_grad:
+                p.add_(0.01 * torch.randn_like(p))
+    model.eval()
+    buf = io.BytesIO()
+    torch.save(model.state_dict(), buf)
+    buf.seek(0)
+    state = torch.load(buf, weights_only=True)
+    torch.manual_seed(123)
+    other = build(name, grid, geom, A)
+    with torch.no_grad():
+        for p in other.parameters():
+            if p.requires_grad:
+                p.add_(1.0)
+    other.load_state_dict(state)
+    other.eval()
+    with torch.no_grad():
+        assert torch.equal(model(y), other(y))
+
+
+def test_operator_norm_stored_and_checked(setup):
+    grid, geom, A, x, y = setup
+    lpd = build("lpd", grid, geom, A)
+    s = torch.linalg.svdvals(torch.stack([A(e.reshape(H, H)).flatten()
+                                          for e in torch.eye(H * H, dtype=torch.float64)], 1))
+    assert float(lpd.operator_norm) == pytest.approx(float(s[0]), rel=1e-4)
+    state = lpd.state_dict()
+    state["operator_norm"] = state["operator_norm"] * 2
+    with pytest.warns(UserWarning, match="operator norm"):
+        lpd.load_state_dict(state)
+    assert float(lpd.operator_norm) == pytest.approx(2 * float(s[0]), rel=1e-4)
+
+
+def test_dtype_cast_leaves_operator_tables(setup):
+    grid, geom, A, x, y = setup
+    model = build("lpd", grid, geom, A)
+    dtypes = {k: v.dtype for k, v in A._buffers.items()}
+    model.double()
+    assert {k: v.dtype for k, v in A._buffers.items()} == dtypes
+    assert model(y.double()).dtype == torch.float64
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_deepcopy_shares_operator(setup, name):
+    grid, geom, A, x, y = setup
+    model = build(name, grid, geom, A).eval()
+    model(y)  # builds the operator's caches
+    clone = copy.deepcopy(model)
+    if name != "unet":
+        assert clone.operator is A
+    else:
+        assert clone.fbp is model.fbp and clone.unet is not model.unet
+    with torch.no_grad():
+        assert torch.equal(model(y), clone(y))
+        [p for p in clone.parameters() if p.requires_grad][-1].add_(1.0)
+        assert not torch.equal(model(y), clone(y))
+
+
+def test_rbf_activation_gradcheck():
+    gen = torch.Generator().manual_seed(0)
+    z = torch.randn(2, 3, 4, 5, dtype=torch.float64, generator=gen, requires_grad=True)
+    w = torch.randn(3, 7, dtype=torch.float64, generator=gen, requires_grad=True)
+    c = torch.linspace(-1, 1, 7, dtype=torch.float64)
+    assert torch.autograd.gradcheck(lambda z, w: rbf_activation(z, w, c, 1 / 3), (z, w))
+    # agrees with the naive broadcast formula
+    naive = (w[None, :, None, None, :] * torch.exp(
+        -(z[..., None] - c) ** 2 / (2 / 9))).sum(-1)
+    torch.testing.assert_close(rbf_activation(z, w, c, 1 / 3), naive)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_rbf_table_matches_exact(dtype):
+    gen = torch.Generator().manual_seed(1)
+    c = torch.linspace(-1, 1, 31, dtype=torch.float64)
+    sigma = 2 / 30
+    z = (1.6 * torch.randn(2, 3, 9, 7, generator=gen, dtype=torch.float64)).to(dtype)
+    w = torch.randn(3, 31, generator=gen, dtype=torch.float64).to(dtype)
+    zr, wr = z.clone().requires_grad_(), w.clone().requires_grad_()
+    zt, wt = z.clone().requires_grad_(), w.clone().requires_grad_()
+    ref = rbf_activation(zr, wr, c, sigma)
+    fast = rbf_activation_table(zt, wt, *rbf_tables(c, sigma))
+    scale = float(w.abs().max())
+    assert float((ref - fast).detach().abs().max()) < 2e-4 * scale
+    g = torch.randn(ref.shape, generator=gen, dtype=torch.float64).to(dtype)
+    (ref * g).sum().backward()
+    (fast * g).sum().backward()
+    torch.testing.assert_close(zt.grad, zr.grad, rtol=0, atol=1e-3 * scale / sigma)
+    torch.testing.assert_close(wt.grad, wr.grad, rtol=1e-3, atol=1e-3)
+
+
+def test_rbf_initialised_linear():
+    act = RBFActivation(2, count=31, value_range=1.0, init_slope=0.1)
+    t = torch.linspace(-0.8, 0.8, 50)
+    out = act(t.reshape(1, 1, -1).expand(1, 2, -1))
+    torch.testing.assert_close(out[0, 0], 0.1 * t, atol=2e-3, rtol=0)
+
+
+def test_vn_regularizer_is_adjoint_pair(setup):
+    grid, geom, A, x, y = setup
+    vn = build("vn", grid, geom, A)
+    k = vn.kernel(0)
+    assert torch.allclose(k.mean(dim=(-2, -1)), torch.zeros(()), atol=1e-6)  # zero-mean
+    u = torch.randn(2, 1, H, H)
+    v = torch.randn(2, 4, H, H)
+    ku = torch.nn.functional.conv2d(u, k, padding=2)
+    ktv = torch.nn.functional.conv_transpose2d(v, k, padding=2)
+    torch.testing.assert_close((ku * v).sum(), (u * ktv).sum(), rtol=1e-4, atol=1e-4)
+
+
+def test_unet_odd_sizes_and_identity_init():
+    unet = UNet(width=4, depth=3).eval()
+    x = torch.randn(2, 1, 13, 10)
+    with torch.no_grad():
+        torch.testing.assert_close(unet(x), x)  # zero-initialised head: identity
+    assert UNet(width=4, depth=2, residual=False)(x).shape == (2, 1, 13, 10)
+
+
+def test_bad_inputs(setup):
+    grid, geom, A, x, y = setup
+    with pytest.raises(TypeError, match="operator"):
+        LearnedPrimalDual("not an operator")
+    with pytest.raises(ValueError, match="n_iter"):
+        LearnedPrimalDual(A, n_iter=0)
+    with pytest.raises(ValueError, match="kernel_size"):
+        VariationalNetwork(A, kernel_size=4)
+    with pytest.raises(ValueError, match="image_scale"):
+        VariationalNetwork(A, image_scale=-1.0)
+    with pytest.raises(ValueError, match="residual"):
+        UNet(in_channels=2, out_channels=1)
+    lpd = build("lpd", grid, geom, A)
+    with pytest.raises(ValueError, match="y must have shape"):
+        lpd(torch.zeros(2, VIEWS + 1, DETS))
+    with pytest.raises(TypeError, match="y must be"):
+        lpd(y.numpy())
+    with pytest.raises(ValueError, match="x must be a tensor"):
+        UNet(width=4, depth=1)(torch.zeros(1, 2, 8, 8))
+
+
+def test_models_are_operator_models(setup):
+    grid, geom, A, x, y = setup
+    assert isinstance(build("vn", grid, geom, A), OperatorModel)
+    assert build("lpd", grid, geom, A).operator is A
