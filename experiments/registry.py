@@ -171,16 +171,26 @@ def validate(module: ModuleType, expected_name: Optional[str] = None) -> None:
 
 
 def unregistered_modules() -> List[str]:
-    """Modules in the ``experiments`` package that are neither infrastructure nor registered.
+    """Experiment-like modules of the ``experiments`` package that are not registered.
 
-    Found from the package's files, without importing them, so that `list` can say that a
-    module exists but is not run by `run all`.
+    Found from the package's files without importing them: a module counts as an experiment if
+    its source defines ``NAME = `` and ``def run(`` at top level (helper modules such as a
+    shared measurement module do not), so that `list` can say it is not run by `run all`.
     """
+    import re
+    from pathlib import Path
+
     package = importlib.import_module(PACKAGE)
     registered = set(_ORDER)
     found = []
     for info in pkgutil.iter_modules(package.__path__):
         if info.name in _INFRASTRUCTURE or info.name in registered or info.name.startswith("_"):
             continue
-        found.append(info.name)
+        path = Path(info.module_finder.path) / f"{info.name}.py"
+        try:
+            source = path.read_text(encoding="utf-8")
+        except OSError:
+            continue
+        if re.search(r"^NAME\s*=", source, re.M) and re.search(r"^def run\(", source, re.M):
+            found.append(info.name)
     return sorted(found)

@@ -1,29 +1,39 @@
-"""Learned reconstruction benchmark: sparse-view CT, FBP / TV / U-Net / VN / LPD (Adler & Öktem 2018).
+"""Learned reconstruction benchmark, sparse-view CT: FBP, TV, U-Net, VN, LPD (Adler & Öktem 2018).
 
-Protocol (Adler & Öktem 2018, section IV; the baselines protocol): 128x128 images of 1 mm pixels,
-30 parallel views over [0, pi), 183 detectors of 1 mm, random-ellipse phantoms with values in
-[0, 1] (:class:`recon.data.EllipsesDataset`, exact analytic sinograms: no inverse crime), additive
-white Gaussian noise of 5% of the mean absolute sinogram value. Methods:
+Protocol (Adler & Öktem 2018, section IV; the same set-up as the baselines experiment, whose
+:func:`experiments.baselines.ellipse_problem` and :func:`experiments.baselines.shepp_logan_case`
+are reused): 128x128 images of 1 mm pixels, 30 parallel views over [0, pi), 183 detectors of 1 mm,
+random-ellipse phantoms with values in [0, 1] (:class:`recon.data.EllipsesDataset`, exact
+analytic sinograms: no inverse crime), additive white Gaussian noise of 5% of the mean absolute
+sinogram value. Methods:
 
 - **FBP**: filter and cutoff chosen on the validation split (best mean PSNR);
-- **TV**: isotropic TV-regularised least squares with non-negativity (:func:`recon.iterative.tv_pdhg`),
-  the weight ``lam`` chosen on the validation split from a grid;
-- **U-Net**: FBPConvNet (Jin et al. 2017) on that FBP, residual (:class:`recon.nets.UNetPostProcessing`);
+- **TV**: isotropic TV-regularised least squares with non-negativity
+  (:func:`recon.iterative.tv_pdhg`), the weight ``lam`` chosen on the validation split from a grid;
+- **U-Net**: FBPConvNet (Jin et al. 2017) on that FBP, residual
+  (:class:`recon.nets.UNetPostProcessing`);
 - **VN**: variational network (Hammernik et al. 2018) initialised with that FBP
   (:class:`recon.nets.VariationalNetwork`);
-- **LPD**: learned primal-dual (:class:`recon.nets.LearnedPrimalDual`), zero initialisation.
+- **LPD**: learned primal-dual (:class:`recon.nets.LearnedPrimalDual`), zero initialisation as the
+  paper in ``full``; initialised with that FBP in ``quick`` (see below).
 
 All learned models train on the same data with the same trainer (:mod:`recon.train`: Adam, cosine
-decay, gradient clipping at 1, MSE loss, validation after each epoch, best weights kept), one run per
-seed in ``out/models/<method>/seed<s>`` (resumable after a kill). Evaluation: PSNR and SSIM with
-``data_range = 1`` (images in [0, 1]) on the test split (mean and std over the test images, then
-mean and std of the per-seed means over seeds), on the modified Shepp-Logan phantom (exact
-sinogram + the same noise) and on the CT_small.dcm slice (its attenuation scaled to [0, 1],
-resampled to the grid, sinogram by the discrete operator + the same noise: an inverse crime,
-stated). Seconds per training step come from the trainer, on the device the run used.
+decay from 1e-3, gradient clipping at global norm 1, MSE loss, validation after each epoch, best
+weights kept), one run per seed in ``out/models/<method>/seed<s>`` (resumable after a kill; a
+finished model is not retrained). The ``full`` trainer settings follow the reference code
+(``adler-j/learned_primal_dual``): batch 5, 100 000 steps; it uses Adam's beta2 = 0.99, we use
+torch's default 0.999. Evaluation: PSNR and SSIM with ``data_range = 1`` (images in [0, 1]) on the
+test split (mean and std over the test images, then mean and std of the per-seed means over
+seeds), on the modified Shepp-Logan phantom and on the CT_small.dcm slice (see
+:func:`extra_test_images`). Seconds per training step come from the trainer, on the device used;
+:func:`time_steps` measures them without training.
 
-What is adapted: our Joseph projector, ellipse generator and noise draw, Adam's default betas
-(the reference code uses beta2 = 0.99), and far fewer training steps in ``quick`` (CPU budget).
+What is adapted: our Joseph projector, ellipse generator and noise draw, Adam's beta2, and in
+``quick`` about 150 optimiser steps instead of 100 000 (a 2-core CPU budget of ~10 minutes per
+model), a narrower U-Net (32 channels), 7x7 VN filters, and LPD started from the FBP image with
+zero-initialised last layers (``lpd_init="fbp"``, ``lpd_update_init="zero"``): from zeros, LPD
+needs far more steps than ``quick`` allows (on a GPU, 150 steps: 25.4 dB from zeros, 30.6 dB from
+FBP, 2026-11-26).
 """
 
 from __future__ import annotations
@@ -65,6 +75,8 @@ class Config:
         Image side in pixels (pixels of ``pixel_mm``).
     views : int
         Parallel views uniformly over [0, pi).
+    detectors : int
+        Detector elements of ``pixel_mm`` (183 = ceil(128 sqrt 2) + 1 covers the grid).
     noise : float
         Relative Gaussian noise (std = noise * mean |sinogram|).
     train_size, val_size, test_size : int
@@ -92,6 +104,8 @@ class Config:
         the last layer of its CNNs ("xavier" as the paper, or "zero").
     batch_size, lr, epochs, max_steps, patience, grad_clip :
         Trainer settings (:class:`recon.train.TrainConfig`), the same for every learned model.
+    ct_upsample : int
+        Refinement of the grid that simulates the CT_small sinogram.
     data_workers : int
         Processes generating the datasets (0: in the main process).
     """
@@ -99,6 +113,7 @@ class Config:
     size: int = 128
     pixel_mm: float = 1.0
     views: int = 30
+    detectors: int = 183
     noise: float = 0.05
     train_size: int = 32000
     val_size: int = 200
@@ -125,6 +140,7 @@ class Config:
     max_steps: Optional[int] = 100_000
     patience: Optional[int] = None
     grad_clip: Optional[float] = 1.0
+    ct_upsample: int = 4
     data_workers: int = 8
 
     def __post_init__(self):
@@ -147,15 +163,16 @@ class Config:
 
 PRESETS = {
     # seconds, for CI: 16x16, few views, two optimiser steps per model
-    "tiny": Config(size=16, views=8, train_size=8, val_size=4, test_size=4, tv_lams=(0.3, 3.0),
+    "tiny": Config(size=16, views=8, detectors=24, ct_upsample=2, train_size=8, val_size=4,
+                   test_size=4, tv_lams=(0.3, 3.0),
                    fbp_filters=("ram-lak", "hann"), fbp_cutoffs=(1.0,), tv_iterations=20,
                    tv_val_images=4, unet_width=4, unet_depth=2, vn_stages=2, vn_filters=4,
                    vn_kernel=5, lpd_iterations=2, lpd_width=8, batch_size=4, epochs=1,
                    max_steps=2, patience=None, data_workers=0),
     # about 10 minutes per learned model on a 2-core CPU: the paper's protocol and models (U-Net
-    # narrower, VN 7x7 filters), 128x128, but ~150 optimiser steps instead of ~1e5
+    # narrower, VN 7x7 filters, LPD from FBP), 128x128, but 150 optimiser steps instead of 1e5
     "quick": Config(train_size=600, val_size=24, test_size=32, tv_iterations=300,
-                    tv_lams=(1.0, 3.0, 10.0),
+                    tv_lams=(1.0, 3.0, 10.0), lpd_init="fbp", lpd_update_init="zero",
                     tv_val_images=8, fbp_cutoffs=(1.0, 0.7, 0.5), unet_width=32, vn_kernel=7,
                     batch_size=4, epochs=1, max_steps=150, patience=None, data_workers=0),
     # paper scale (GPU)
@@ -164,24 +181,30 @@ PRESETS = {
 
 
 # ------------------------------------------------------------------------------------ set-up
-def detector_count(size: int, pixel_mm: float = 1.0, detector_mm: float = 1.0) -> int:
-    """Odd number of detectors covering the image diagonal: 183 for 128 pixels of 1 mm."""
-    return 2 * math.ceil(size * math.sqrt(2) * pixel_mm / detector_mm / 2) + 1
+def _baselines_config(config: Config):
+    """The baselines experiment's config with this protocol (its set-up functions are reused)."""
+    from . import baselines
+
+    return baselines.Config(size=config.size, pixel_size=config.pixel_mm, views=config.views,
+                            detectors=config.detectors, noise=config.noise,
+                            noise_realisations=1, ct_upsample=config.ct_upsample,
+                            seed=config.data_seed)
 
 
 def setup(config: Config):
-    """Grid, geometry and the three datasets of the protocol.
+    """Grid, geometry (the baselines experiment's :func:`experiments.baselines.ellipse_problem`)
+    and the three datasets of the protocol.
 
     Returns ``(grid, geometry, {"train": ds, "validation": ds, "test": ds})`` with
-    :class:`recon.data.EllipsesDataset` items ``(sinogram (views, detectors), image (H, W))``.
+    :class:`recon.data.EllipsesDataset` items ``(sinogram (views, detectors), image (H, W))``;
+    with the same ``data_seed`` the validation and test items are those of the baselines run.
     """
-    import operators
     from recon.data import EllipsesDataset
 
-    grid = operators.ImageGrid((config.size, config.size), (config.pixel_mm, config.pixel_mm))
-    geometry = operators.ParallelGeometry.sparse_view(
-        config.views, detector_count(config.size, config.pixel_mm), 1.0)
-    noise = f"gaussian:{config.noise}" if config.noise > 0 else None
+    from . import baselines
+
+    grid, geometry = baselines.ellipse_problem(_baselines_config(config))
+    noise = {"kind": "gaussian", "relative": config.noise} if config.noise > 0 else None
     lengths = {"train": config.train_size, "validation": config.val_size,
                "test": config.test_size}
     datasets = {split: EllipsesDataset(split, n, grid, geometry, noise=noise,
@@ -201,11 +224,12 @@ def _materialize(dataset, workers: int) -> Tuple[torch.Tensor, torch.Tensor]:
     return torch.cat(ys), torch.cat(xs)
 
 
-def load_data(config: Config, datasets, cache: Path) -> Dict[str, Tuple[torch.Tensor, torch.Tensor]]:
+def load_data(config: Config, datasets,
+              cache: Path) -> Dict[str, Tuple[torch.Tensor, torch.Tensor]]:
     """``{split: (sinograms (N, views, dets), images (N, H, W))}``, cached in ``cache`` (atomic)."""
     key = {k: v for k, v in asdict(config).items()
-           if k in ("size", "pixel_mm", "views", "noise", "train_size", "val_size",
-                    "test_size", "data_seed")}
+           if k in ("size", "pixel_mm", "views", "detectors", "noise", "train_size",
+                    "val_size", "test_size", "data_seed")}
     path = Path(cache) / "data.pt"
     if path.is_file():
         blob = torch.load(path, weights_only=True)
@@ -224,34 +248,47 @@ def load_data(config: Config, datasets, cache: Path) -> Dict[str, Tuple[torch.Te
     return data
 
 
-def extra_test_images(config: Config, grid, geometry, operator) -> Dict[str, Tuple[torch.Tensor, torch.Tensor]]:
-    """Shepp-Logan (exact sinogram) and CT_small (discrete sinogram), both in [0, 1], + noise.
+def extra_test_images(config: Config, grid,
+                      geometry) -> Dict[str, Tuple[torch.Tensor, torch.Tensor]]:
+    """Shepp-Logan and CT_small, both in [0, 1], with noisy sinograms in the training geometry.
+
+    - Shepp-Logan: :func:`experiments.baselines.shepp_logan_case` (modified Shepp-Logan in the
+      disk of radius ``0.45 size`` pixels, exact sinogram, one noise draw).
+    - CT_small.dcm: its attenuation divided by its maximum, resampled to the grid (area
+      averaging when the size is not 128) and read on the training grid's pixels (so the trained
+      models apply: a 128 mm field instead of the slice's 85 mm); sinogram by a ``ct_upsample``
+      times finer projector of the pixel-replicated image (no inverse crime, as the baselines
+      experiment), one noise draw. Skipped with a warning when pydicom is missing.
 
     Returns ``{name: (sinogram (1, views, dets), image (1, H, W))}`` in float32.
     """
     import operators
+
     from recon.data import gaussian_noise
     from recon.data.ct_small import ct_small_mu
 
+    from . import baselines
+
     gen = torch.Generator().manual_seed(12345)
     out = {}
-    radius = 0.5 * min(grid.extent)
-    sl = operators.shepp_logan(radius=radius, scale=1.0)
-    x = sl.rasterize(grid).float()
-    y = sl.sinogram(geometry).float()
-    out["shepp_logan"] = (gaussian_noise(y, config.noise, gen)[None], x[None])
+    image, noisy = baselines.shepp_logan_case(_baselines_config(config), gen)
+    out["shepp_logan"] = (noisy[:1].float(), image[None].float())
     try:
         mu, _ = ct_small_mu()
     except ImportError as exc:  # pydicom missing: a dependency of the project, but say so
         log.warning("CT_small.dcm skipped: %s (pip install pydicom)", exc)
         return out
-    img = (mu / mu.max()).float()[None, None]
+    img = (mu / mu.max()).double()[None, None]
     if tuple(img.shape[-2:]) != tuple(grid.shape):
         img = torch.nn.functional.interpolate(img, size=grid.shape, mode="area")
     img = img[0, 0].clamp(0, 1)
+    u = config.ct_upsample
+    fine_grid = operators.ImageGrid((grid.shape[0] * u, grid.shape[1] * u),
+                                    (grid.spacing[0] / u, grid.spacing[1] / u))
+    fine = img.repeat_interleave(u, 0).repeat_interleave(u, 1)
     with torch.no_grad():
-        y = operator(img.to(operator.device)).cpu()
-    out["ct_small"] = (gaussian_noise(y, config.noise, gen)[None], img[None])
+        clean = operators.XRayTransform(fine_grid, geometry)(fine)
+    out["ct_small"] = (gaussian_noise(clean, config.noise, gen)[None].float(), img[None].float())
     return out
 
 
@@ -374,7 +411,8 @@ def time_steps(config: Config, device, steps: int = 10, warmup: int = 3,
 
     Random images and their noisy projections at the configuration's size and batch size; the
     first ``warmup`` steps (caches, kernel compilation) are not timed; CUDA is synchronised.
-    Returns ``{method: {"seconds_per_step": median, "min": ..., "batch_size": ..., "device": ...}}``.
+    Returns ``{method: {"seconds_per_step": median, "min": ..., "batch_size": ...,
+    "device": ...}}``.
     """
     import operators
     from recon.data import gaussian_noise
@@ -471,8 +509,8 @@ def _figures(config, recs: Dict[str, Dict[str, torch.Tensor]], refs, summary, ou
         for c, m in enumerate(methods, start=1):
             img = recs[m][case]
             axes[r, c].imshow(img.numpy(), cmap="gray", vmin=0, vmax=1)
-            axes[r, c].set_title(f"{LABELS[m]}: {float(psnr(img.double(), ref.double(), 1.0)):.1f} dB",
-                                 fontsize=8)
+            value = float(psnr(img.double(), ref.double(), 1.0))
+            axes[r, c].set_title(f"{LABELS[m]}: {value:.1f} dB", fontsize=8)
     for ax in axes.ravel():
         ax.set_xticks([])
         ax.set_yticks([])
@@ -506,7 +544,7 @@ def run(config: Config, out: Path, *, device: torch.device, seeds: Sequence[int]
     grid, geometry, datasets = setup(config)
     operator = operators.XRayTransform(grid, geometry).to(device)
     data = load_data(config, datasets, out / "data")
-    extra = extra_test_images(config, grid, geometry, operator)
+    extra = extra_test_images(config, grid, geometry)
 
     fbp_choice, fbp = choose_fbp(config, grid, geometry, data, device)
     fbp.requires_grad_(False)
@@ -562,7 +600,8 @@ def run(config: Config, out: Path, *, device: torch.device, seeds: Sequence[int]
     _figures(config, recs, refs, summary, out)
 
     preset = next((k for k, v in PRESETS.items() if v == config), "custom")
-    table = [{"method": LABELS[m], "psnr": s["psnr"]["mean"], "psnr_std_test": s["psnr"]["std_test"],
+    table = [{"method": LABELS[m], "psnr": s["psnr"]["mean"],
+              "psnr_std_test": s["psnr"]["std_test"],
               "psnr_std_seeds": s["psnr"]["std_seeds"], "ssim": s["ssim"]["mean"],
               "ssim_std_test": s["ssim"]["std_test"],
               "shepp_logan_psnr": s["shepp_logan"]["psnr"]["mean"],

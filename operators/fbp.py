@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from .backends import SPARSE_MEMORY_BUDGET
-from .backends.sparse import csr_pair
+from .backends.sparse import MatrixCache, csr_pair
 from .geometry import FanGeometry, ImageGrid, ParallelGeometry
 from .projector import _ApplyAdjoint, _ApplyForward, _validate_pair, check_tensor
 
@@ -326,7 +326,8 @@ class PixelBackprojection(nn.Module):
         self.check_inputs = check_inputs
         self.register_buffer("view_weights",
                              torch.from_numpy(geometry.angular_weights()), persistent=False)
-        self._cache: Dict[Tuple[str, torch.dtype], Tuple[torch.Tensor, torch.Tensor]] = {}
+        self._cache: Dict[Tuple[str, torch.dtype], Tuple[torch.Tensor, torch.Tensor]] = \
+            MatrixCache()
         n_entries = 2 * geometry.views * grid.shape[0] * grid.shape[1]
         self.use_sparse = 2 * n_entries * 8 <= SPARSE_MEMORY_BUDGET
 

@@ -26,6 +26,20 @@ def estimated_bytes(grid: ImageGrid, n_rays: int, itemsize: int = 4) -> int:
     return 2 * nnz * (4 + itemsize)
 
 
+class MatrixCache(dict):
+    """A dict of cached matrices that copies and pickles as empty (CSR tensors do neither).
+
+    ``copy.deepcopy(model)`` and ``torch.save(model)`` then work; the copy rebuilds its matrices
+    on first use.
+    """
+
+    def __deepcopy__(self, memo):
+        return MatrixCache()
+
+    def __reduce__(self):
+        return (MatrixCache, ())
+
+
 def _csr(crow, col, val, size) -> torch.Tensor:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*[Ss]parse.*")
@@ -83,7 +97,8 @@ class SparseBackend:
 
     def __init__(self, grid: ImageGrid):
         self.grid = grid
-        self._cache: Dict[Tuple[str, torch.dtype], Tuple[torch.Tensor, torch.Tensor]] = {}
+        self._cache: Dict[Tuple[str, torch.dtype], Tuple[torch.Tensor, torch.Tensor]] = \
+            MatrixCache()
 
     def matrices(self, table: torch.Tensor, dtype: torch.dtype,
                  device: torch.device) -> Tuple[torch.Tensor, torch.Tensor]:

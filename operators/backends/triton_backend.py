@@ -13,6 +13,7 @@ by the tests).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from typing import Dict, Optional, Tuple
@@ -171,13 +172,18 @@ def _view_table(grid: ImageGrid, geometry) -> Tuple[np.ndarray, int, float, floa
                     f"{type(geometry).__name__}")
 
 
+def _on_device(device: torch.device):
+    """Launch on the tensors' GPU, not on the current one."""
+    if device.type == "cuda":
+        return torch.cuda.device(device)
+    return contextlib.nullcontext()
+
+
 def _padded_batch(batch: int, b_block: int) -> int:
     """Batch stride of the channels-last copies: a multiple of 4 (16-byte rows) and, when the
     batch spans several tiles, of the tile."""
-    bp = -(-batch // 4) * 4
-    if batch > b_block:
-        bp = -(-batch // b_block) * b_block
-    return bp
+    multiple = max(4, b_block) if batch > b_block else 4  # both powers of two
+    return -(-batch // multiple) * multiple
 
 
 class TritonBackend:
@@ -277,8 +283,9 @@ class TritonBackend:
         if b == 0:
             return out
         per_item = max(2 * h * w, v * d)
-        for start, stop in self._batch_chunks(b, per_item):
-            self._forward_chunk(x[start:stop], out[start:stop], tabs, v, d)
+        with _on_device(x.device):
+            for start, stop in self._batch_chunks(b, per_item):
+                self._forward_chunk(x[start:stop], out[start:stop], tabs, v, d)
         return out
 
     def _forward_chunk(self, x, out, tabs, v, d):
@@ -328,8 +335,9 @@ class TritonBackend:
         if b == 0:
             return out
         per_item = max(h * w, v * d)
-        for start, stop in self._batch_chunks(b, per_item):
-            self._adjoint_chunk(y[start:stop], out[start:stop], tabs, v, d)
+        with _on_device(y.device):
+            for start, stop in self._batch_chunks(b, per_item):
+                self._adjoint_chunk(y[start:stop], out[start:stop], tabs, v, d)
         return out
 
     def _adjoint_chunk(self, y, out, tabs, v, d):

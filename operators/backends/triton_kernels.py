@@ -89,21 +89,21 @@ def joseph_forward_kernel(
     vert = stepv > 0
     step = tl.abs(stepv)
     n_other = tl.where(vert, width, height)
-    if TRANSPOSED:
-        stride_k = n_other  # pixel (k, i) of the image (vertical) or of its transpose
-        stride_i = tl.full(n_other.shape, 1, tl.int32)
+    # Flat pixel index p = k * stride_k + i * stride_i (+ the transposed half).
+    if TRANSPOSED:  # pixel (k, i) of the image (vertical rays) or of its transpose
+        stride_k = n_other
+        stride_i = 1
         half = (1 - vert.to(tl.int32)) * x_half_q
     else:
-        stride_k = tl.where(vert, width, 1)  # flat pixel index = k * stride_k + i * stride_i
+        stride_k = tl.where(vert, width, 1)
         stride_i = tl.where(vert, 1, width)
-        half = tl.zeros(n_other.shape, tl.int32)
+        half = 0
     k_lo = tl.min(kmin, axis=0)
     k_hi = tl.max(kmax, axis=0)
 
     b_off = (bs * x_b_stride)[None, :]
     bm = bmask[None, :]
-    shape: tl.constexpr = [VIEW_BLOCK * DET_BLOCK, B_BLOCK]
-    acc = tl.zeros(shape, dtype=DTYPE)
+    acc = tl.zeros([VIEW_BLOCK * DET_BLOCK, B_BLOCK], dtype=DTYPE)
     for k in range(k_lo, k_hi):
         t = slope * k + icpt
         f = tl.floor(t)
@@ -117,8 +117,8 @@ def joseph_forward_kernel(
         p0 = k * stride_k + i0 * stride_i
         p1 = p0 + stride_i
         if EVEN_B:
-            m0 = tl.broadcast_to(ok0[:, None], shape)
-            m1 = tl.broadcast_to(ok1[:, None], shape)
+            m0 = tl.broadcast_to(ok0[:, None], [VIEW_BLOCK * DET_BLOCK, B_BLOCK])
+            m1 = tl.broadcast_to(ok1[:, None], [VIEW_BLOCK * DET_BLOCK, B_BLOCK])
         else:
             m0 = ok0[:, None] & bm
             m1 = ok1[:, None] & bm
@@ -185,8 +185,7 @@ def joseph_adjoint_kernel(
     bmask = bs < n_batch
     b_off = (bs * y_b_stride)[None, :]
     bm = bmask[None, :]
-    shape: tl.constexpr = [TILE_H * TILE_W, B_BLOCK]
-    acc = tl.zeros(shape, dtype=DTYPE)
+    acc = tl.zeros([TILE_H * TILE_W, B_BLOCK], dtype=DTYPE)
 
     for v in range(0, n_views):
         row = view_ptr + v * 8
@@ -224,7 +223,7 @@ def joseph_adjoint_kernel(
             j_lo = tl.where(front, j_lo, -1.0)
             j_hi = tl.where(front, j_hi, n_det * 1.0)
             usable = pmask
-        j_first = tl.maximum(tl.ceil(j_lo - PAD), 0.0).to(tl.int32)
+        j_first = tl.maximum(-tl.floor(PAD - j_lo), 0.0).to(tl.int32)  # ceil(j_lo - PAD)
         j_last = tl.minimum(tl.floor(j_hi + PAD), n_det - 1.0).to(tl.int32)
         j_last = tl.where(usable, j_last, j_first - 1)
         count = tl.max(j_last - j_first + 1, axis=0)
@@ -248,7 +247,7 @@ def joseph_adjoint_kernel(
             hit = ok & (w != 0.0)
             w = tl.where(hit, w, 0.0).to(DTYPE)
             if EVEN_B:
-                m = tl.broadcast_to(hit[:, None], shape)
+                m = tl.broadcast_to(hit[:, None], [TILE_H * TILE_W, B_BLOCK])
             else:
                 m = hit[:, None] & bm
             yv = tl.load(y_ptr + (ray * y_ray_q * VEC)[:, None] + b_off, mask=m, other=0.0)

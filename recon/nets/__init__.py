@@ -6,6 +6,9 @@ imports :mod:`recon.nets.primal_dual` on first use.
 - :class:`UNet`, :class:`UNetPostProcessing` (``unet``): FBP + residual U-Net (FBPConvNet).
 - :class:`VariationalNetwork`, :class:`RBFActivation` (``variational``): Hammernik et al. 2018.
 - :class:`LearnedPrimalDual` (``primal_dual``): Adler & Öktem 2018.
+- :class:`TrainableFBP` (``trainable_fbp``): Würfl et al. 2016/2018; :class:`LearnedFilterFBP`
+  (``learned_filter``): Syben et al. 2018.
+- :class:`ParallelToFanNet`, :class:`DetectorFilter` (``rebinning``): Syben et al., GCPR 2018.
 - :class:`OperatorModel`, :func:`operator_norm` (``common``): the fixed operator and its scaling.
 """
 
@@ -24,7 +27,15 @@ _EXPORTS = {
     "RBFActivation": "variational",
     # primal_dual.py
     "LearnedPrimalDual": "primal_dual",
-    # --- trainable_fbp.py / learned_filter.py / rebinning.py: add their names here ---
+    # trainable_fbp.py
+    "TrainableFBP": "trainable_fbp",
+    # learned_filter.py
+    "LearnedFilterFBP": "learned_filter",
+    "effective_kernel": "learned_filter",
+    "kernel_response": "learned_filter",
+    # rebinning.py
+    "ParallelToFanNet": "rebinning",
+    "DetectorFilter": "rebinning",
 }
 
 __all__ = sorted(_EXPORTS)

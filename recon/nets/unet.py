@@ -15,8 +15,6 @@ Ronneberger's valid convolutions and cropping), images whose sides are not multi
 
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 import torch.nn.functional as F
 from torch import nn

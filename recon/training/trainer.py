@@ -285,7 +285,14 @@ class Trainer:
         Returns
         -------
         FitResult
-            The model is left holding the best weights (also in ``out_dir/best.pt``).
+            The model is left holding the best weights (also in ``out_dir/best.pt``) and in the
+            train/eval mode it had before.
+
+        Notes
+        -----
+        A fresh run seeds the global generators (:func:`seed_everything` with
+        ``config.seed``); a resumed run restores the generators' states from the checkpoint.
+        Under ``torchrun`` every process calls ``fit()``; rank 0 alone writes files.
         """
         cfg = self.config
         self._setup_device()

@@ -1,4 +1,4 @@
-"""The baselines experiment: protocol, tiny run through the runner, outputs, validation-only choice."""
+"""The baselines experiment: protocol, tiny run via the runner, outputs, validation-only choice."""
 
 import json
 from dataclasses import replace
@@ -94,3 +94,17 @@ def test_tiny_run_writes_metrics_claims_and_figures(tmp_path):
     # a second run with the same config is skipped; the runner keeps the metrics
     again = run_experiment("baselines", tmp_path, preset="tiny", device="cpu", seeds=1)
     assert again.status == "skipped"
+
+
+def test_missing_pydicom_skips_ct_small_only(tmp_path, monkeypatch):
+    def no_pydicom(config, generator):
+        raise ModuleNotFoundError("No module named 'pydicom'", name="pydicom")
+
+    monkeypatch.setattr(baselines, "ct_small_case", no_pydicom)
+    cfg = replace(baselines.PRESETS["tiny"], validation_images=2, test_images=2, oracle=False,
+                  tv_lams=(1.0, 2.0), tv_iterations=20, sirt_max_iterations=20)
+    metrics = baselines.run(cfg, tmp_path, device=torch.device("cpu"), seeds=[0])
+    assert set(metrics["results"]) == {"ellipses", "shepp_logan"}
+    assert "pydicom" in metrics["skipped"]["ct_small"]
+    assert not any("CT_small" in c["claim"] for c in metrics["claims"])
+    assert (tmp_path / "baselines_examples.png").exists()

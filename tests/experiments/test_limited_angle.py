@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from experiments import limited_angle_measures as lm
 from operators import ImageGrid
@@ -132,11 +133,14 @@ def test_air_error_counts_only_pixels_away_from_the_body():
     rec[32, 32 + 16] = 0.0          # one pixel from the body: inside the margin, ignored
     assert lm.air_error(rec, body, (1.0, 1.0), margin_mm=3.0) == 0.0
     rec[2, 2] = 0.0                 # far in the air
-    far = ~(np.hypot(*np.mgrid[-32:32, -32:32]) <= 15 + 3)
-    expected = 1000.0 / np.count_nonzero(
-        __import__("scipy").ndimage.distance_transform_edt(~body) > 3.0)
+    far = ndimage.distance_transform_edt(~body) > 3.0
+    assert far[2, 2] and not far[32, 32 + 16]
+    expected = 1000.0 / np.count_nonzero(far)
     assert lm.air_error(rec, body, (1.0, 1.0), margin_mm=3.0) == pytest.approx(expected)
-    assert far.any()
+    # the margin is in mm: with 2 mm pixels the same 3 mm margin is 1.5 pixels
+    far2 = ndimage.distance_transform_edt(~body, sampling=(2.0, 2.0)) > 3.0
+    assert lm.air_error(rec, body, (2.0, 2.0), margin_mm=3.0) == pytest.approx(
+        1000.0 / np.count_nonzero(far2))
     with pytest.raises(ValueError, match="margin_mm"):
         lm.air_error(rec, body, (1.0, 1.0), margin_mm=-1.0)
 
@@ -148,3 +152,111 @@ def test_psnr_ssim_body_of_identical_images():
     assert math.isinf(m["psnr"]) and m["ssim"] == pytest.approx(1.0)
     m = lm.psnr_ssim_body(ref + 20.0, ref, body)
     assert m["psnr"] == pytest.approx(20 * math.log10(2000.0 / 20.0))
+
+
+# --------------------------------------------------------------------------- the study
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    import torch
+
+    from experiments import limited_angle as la
+
+    out = tmp_path_factory.mktemp("limited_angle")
+    metrics = la.run(la.PRESETS["tiny"], out, device=torch.device("cpu"), seeds=[0])
+    return la, out, metrics
+
+
+def test_tiny_run_writes_metrics_claims_and_figures(tiny_run):
+    la, out, metrics = tiny_run
+    for name in ("fig8.png", "differences.png", "measures_vs_photons.png", "ct_small.png"):
+        assert (out / name).stat().st_size > 1000, name
+    assert set(metrics["methods"]) == set(la.METHODS)
+    claims = metrics["claims"]
+    assert len(claims) == 5
+    for c in claims:
+        assert isinstance(c["held"], bool) and c["numbers"]
+        assert "U-Net" in c["claim"]
+    cond = metrics["methods"]["unet"]
+    assert set(cond) == {"noise_free", "poisson_1e5", "poisson_1e3", "adversarial"}
+    row = cond["noise_free"]
+    for key in ("psnr", "ssim", "outline_mean_mm", "outline_max_mm", "air_hu",
+                "lesion_contrast", "lesion_detected", "ct_small_psnr"):
+        assert key in row and row[key]["n"] == 1, key
+    adv = cond["adversarial"]
+    assert adv["relative_l2"]["mean"] <= 0.01 * (1 + 1e-5)
+    assert "psnr_clean" in adv
+    # each trained model has the trainer's checkpoints and a cached evaluation
+    for m in la.LEARNED:
+        folder = out / "models" / m / "seed0"
+        assert (folder / "checkpoint.pt").is_file() and (folder / "eval.json").is_file()
+    # the json is serialisable as the runner writes it
+    from experiments.common import to_jsonable
+    import json
+    json.dumps(to_jsonable(metrics))
+
+
+def test_tiny_run_resumes_from_its_cache(tiny_run):
+    import torch
+
+    la, out, metrics = tiny_run
+    again = la.run(la.PRESETS["tiny"], out, device=torch.device("cpu"), seeds=[0])
+    assert again["methods"]["lpd"]["noise_free"]["psnr"] == \
+        metrics["methods"]["lpd"]["noise_free"]["psnr"]
+    assert again["fits"]["unet"][0]["steps"] == metrics["fits"]["unet"][0]["steps"]
+
+
+def test_fbp_noise_free_beats_fbp_with_few_photons(tiny_run):
+    la, out, metrics = tiny_run
+    fbp = metrics["methods"]["fbp"]
+    assert fbp["noise_free"]["psnr"]["mean"] > fbp["poisson_1e3"]["psnr"]["mean"]
+
+
+def test_config_rejects_bad_values():
+    from experiments import limited_angle as la
+
+    with pytest.raises(ValueError, match="arc_deg"):
+        la.Config(arc_deg=400.0)
+    with pytest.raises(ValueError, match="methods"):
+        la.Config(methods=("unet", "magic"))
+    with pytest.raises(ValueError, match="photons"):
+        la.Config(photons=(0.0,))
+    with pytest.raises(ValueError, match="short scan"):
+        la.setup_geometry(la.Config(size=32, arc_deg=250.0))
+
+
+@pytest.mark.parametrize("arc", [120.0, 150.0, None])
+def test_geometry_options(arc):
+    from experiments import limited_angle as la
+    from operators import FanGeometry
+
+    grid, geom = la.setup_geometry(la.Config(size=32, pixel_mm=10.0, arc_deg=arc,
+                                             views_per_degree=0.25))
+    assert isinstance(geom, FanGeometry) and geom.detector == "flat"
+    span = math.degrees(float(np.ptp(geom.angle_array())))
+    if arc is None:
+        assert span == pytest.approx(180 + 2 * math.degrees(geom.half_fan_angle))
+    else:
+        assert span == pytest.approx(arc, rel=0.05)
+
+
+def test_adversarial_perturbation_is_bounded_and_increases_the_error():
+    import torch
+
+    from experiments import limited_angle as la
+    from recon.data import hu_to_mu
+
+    gen = torch.Generator().manual_seed(0)
+    y = torch.rand(2, 8, 8, generator=gen)
+    weight = torch.rand(8, 8, generator=gen) + 0.5
+
+    def fn(v):  # a differentiable "reconstruction" whose output has the shape of the truth
+        return v * weight
+
+    truth_hu = torch.zeros(2, 8, 8)
+    body = torch.ones(2, 8, 8, dtype=torch.bool)
+    ya = la.adversarial(fn, y, truth_hu, body, rel=0.05, steps=5, device=torch.device("cpu"))
+    rel = (ya - y).flatten(1).norm(dim=1) / y.flatten(1).norm(dim=1)
+    assert bool((rel <= 0.05 * (1 + 1e-5)).all()) and bool((rel > 0.04).all())
+    target = hu_to_mu(truth_hu)
+    err = lambda v: ((fn(v) - target) ** 2).sum()
+    assert err(ya) > err(y)

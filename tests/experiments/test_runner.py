@@ -252,3 +252,15 @@ def test_module_violating_the_protocol_is_reported(fakes, tmp_path):
         runner.run_experiment("fake-broken", tmp_path, preset="tiny")
     outcomes = runner.run_all(tmp_path, preset="tiny", report=False)
     assert outcomes[0].status == "failed" and "ProtocolError" in outcomes[0].error
+
+
+def test_unregistered_experiment_modules_are_found_without_import(monkeypatch, tmp_path):
+    import experiments
+
+    (tmp_path / "stray_experiment.py").write_text(
+        "raise ImportError('must not be imported')\nNAME = 'stray'\ndef run(config, out):\n"
+        "    pass\n")
+    (tmp_path / "helper_measures.py").write_text("def measure(x):\n    return x\n")
+    (tmp_path / "seed_xor.py").write_text("NAME = 'seed-xor'\ndef run():\n    pass\n")
+    monkeypatch.setattr(experiments, "__path__", [str(tmp_path)])
+    assert registry.unregistered_modules() == ["stray_experiment"]

@@ -24,7 +24,7 @@ def test_protocol():
     assert sv.PRESETS["full"] == sv.Config()
     quick = sv.PRESETS["quick"]
     assert (quick.size, quick.views, quick.noise) == (128, 30, 0.05)
-    assert sv.detector_count(128) == 183
+    assert quick.detectors == 183
 
 
 def test_tiny_outputs(tiny_run):

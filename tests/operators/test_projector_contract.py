@@ -138,3 +138,23 @@ def test_to_device_moves_adjoint_and_keeps_results():
     if torch.cuda.is_available():  # pragma: no cover - GPU machine only
         a.cuda()
         assert a.T(y.cuda()).device.type == "cuda"
+
+
+def test_deepcopy_and_pickle_after_use():
+    import copy
+    import io
+
+    from operators import FBP
+
+    a = make("fan-flat-odd-sparse")
+    fbp = FBP(a.grid, a.geometry)
+    x = rand((1, *a.domain_shape))
+    y = a(x)
+    r = fbp(y)  # both caches are filled now
+    a2, fbp2 = copy.deepcopy(a), copy.deepcopy(fbp)
+    assert a2.T.T is a2 and torch.allclose(a2(x), y) and torch.allclose(fbp2(y), r)
+    buf = io.BytesIO()
+    torch.save(a, buf)
+    buf.seek(0)
+    a3 = torch.load(buf, weights_only=False)
+    assert torch.allclose(a3(x), y)

@@ -2,7 +2,6 @@
 
 import copy
 import io
-import warnings
 
 import pytest
 import torch
@@ -42,10 +41,13 @@ def build(name, grid, geom, A):
         return LearnedPrimalDual(A, n_iter=2, n_primal=3, n_dual=3, width=8, seed=0)
     if name == "lpd-fbp":
         return LearnedPrimalDual(A, n_iter=2, n_primal=3, n_dual=3, width=8, init="fbp", seed=0)
+    if name == "lpd-fbp-zero":
+        return LearnedPrimalDual(A, n_iter=2, n_primal=3, n_dual=3, width=8, init="fbp",
+                                 update_init="zero", seed=0)
     raise KeyError(name)
 
 
-MODELS = ["unet", "vn", "lpd", "lpd-fbp"]
+MODELS = ["unet", "vn", "lpd", "lpd-fbp", "lpd-fbp-zero"]
 
 
 def operator_snapshot(A):
@@ -259,6 +261,13 @@ def test_bad_inputs(setup):
         lpd(y.numpy())
     with pytest.raises(ValueError, match="x must be a tensor"):
         UNet(width=4, depth=1)(torch.zeros(1, 2, 8, 8))
+
+
+def test_lpd_zero_updates_start_at_fbp(setup):
+    grid, geom, A, x, y = setup
+    lpd = build("lpd-fbp-zero", grid, geom, A).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(lpd(y), operators.FBP(grid, geom)(y))
 
 
 def test_models_are_operator_models(setup):
