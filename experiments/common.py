@@ -26,12 +26,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Dict, Iterable, Mapping
 
 import numpy as np
+
+from recon.training.atomic import write_atomic
 
 __all__ = ["write_json_atomic", "write_bytes_atomic", "save_figure", "claim", "to_jsonable",
            "mean_std"]
@@ -63,19 +63,7 @@ def to_jsonable(obj: Any) -> Any:
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_atomic(path, lambda f: f.write(data))
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:

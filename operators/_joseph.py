@@ -64,8 +64,33 @@ def ray_table(theta: np.ndarray, s: np.ndarray, grid: ImageGrid) -> np.ndarray:
     return np.stack([slope, intercept, step, vertical.astype(np.float64)])
 
 
-def joseph_coefficients(table: torch.Tensor, grid: ImageGrid,
-                        dtype: torch.dtype) -> Tuple[torch.Tensor, torch.Tensor]:
+def step_ranges(table: torch.Tensor, grid: ImageGrid) -> Tuple[torch.Tensor, torch.Tensor]:
+    """A superset of the live steps of each ray: ``k_first`` and ``count`` (``(n,)`` int64).
+
+    Step ``k`` is live when ``-1 < slope k + intercept < n_other`` (one of its two pixels lies on
+    the grid). Rays that miss the grid get ``count = 0``. Used to skip dead steps.
+    """
+    h, w = grid.shape
+    slope, intercept, _, vertical = table
+    vertical = vertical > 0.5
+    n_steps = torch.where(vertical, h, w).to(table.dtype)
+    n_other = torch.where(vertical, w, h).to(table.dtype)
+    safe = torch.where(slope == 0, torch.ones_like(slope), slope)
+    a = (-1.0 - intercept) / safe
+    b = (n_other - intercept) / safe
+    lo = torch.minimum(a, b)
+    hi = torch.maximum(a, b)
+    flat_inside = (intercept > -1.0) & (intercept < n_other)
+    lo = torch.where(slope == 0, torch.where(flat_inside, 0.0, n_steps), lo)
+    hi = torch.where(slope == 0, torch.where(flat_inside, n_steps - 1, -1.0), hi)
+    first = torch.clamp(torch.floor(lo), min=0.0)
+    last = torch.minimum(torch.ceil(hi), n_steps - 1)
+    count = torch.clamp(last - first + 1, min=0.0)
+    return first.to(torch.int64), count.to(torch.int64)
+
+
+def joseph_coefficients(table: torch.Tensor, grid: ImageGrid, dtype: torch.dtype,
+                        first_step=None, n_steps_chunk=None) -> Tuple[torch.Tensor, torch.Tensor]:
     """Interpolation coefficients of a chunk of rays.
 
     Parameters
@@ -75,33 +100,39 @@ def joseph_coefficients(table: torch.Tensor, grid: ImageGrid,
     grid : ImageGrid
     dtype : torch.dtype
         dtype of the returned weights.
+    first_step : LongTensor ``(n,)``, optional
+        Evaluate steps ``first_step + 0 .. n_steps_chunk - 1`` of each ray (from
+        :func:`step_ranges`) instead of all ``K = max(H, W)`` steps.
+    n_steps_chunk : int, optional
 
     Returns
     -------
     index : LongTensor, shape ``(n, 2 K)``
-        Flat pixel indices ``r * W + c`` (0 where the weight is 0), ``K = max(H, W)``.
+        Flat pixel indices ``r * W + c`` (0 where the weight is 0).
     weight : Tensor, shape ``(n, 2 K)``
         Interpolation weight times step length (mm); 0 outside the grid.
     """
     h, w = grid.shape
     slope, intercept, step, vertical = table
     vertical = vertical > 0.5
-    k_max = max(h, w)
-    k = torch.arange(k_max, dtype=table.dtype, device=table.device)
-    t = slope[:, None] * k + intercept[:, None]  # (n, K)
+    if first_step is None:
+        kk = torch.arange(max(h, w), device=table.device)[None, :]
+    else:
+        kk = first_step[:, None] + torch.arange(int(n_steps_chunk), device=table.device)[None, :]
+    t = slope[:, None] * kk.to(table.dtype) + intercept[:, None]  # (n, K)
     t0 = torch.floor(t)
     frac = t - t0
     i0 = t0.to(torch.int64)
     i1 = i0 + 1
     n_steps = torch.where(vertical, h, w)[:, None]
     n_other = torch.where(vertical, w, h)[:, None]
-    kk = torch.arange(k_max, device=table.device)[None, :]
     inside = kk < n_steps
     ok0 = inside & (i0 >= 0) & (i0 < n_other)
     ok1 = inside & (i1 >= 0) & (i1 < n_other)
     st = step[:, None]
-    w0 = torch.where(ok0, (1.0 - frac) * st, torch.zeros((), dtype=table.dtype, device=table.device))
-    w1 = torch.where(ok1, frac * st, torch.zeros((), dtype=table.dtype, device=table.device))
+    zero = torch.zeros((), dtype=table.dtype, device=table.device)
+    w0 = torch.where(ok0, (1.0 - frac) * st, zero)
+    w1 = torch.where(ok1, frac * st, zero)
     vert = vertical[:, None]
     p0 = torch.where(vert, kk * w + i0, i0 * w + kk)
     p1 = torch.where(vert, kk * w + i1, i1 * w + kk)
@@ -110,6 +141,32 @@ def joseph_coefficients(table: torch.Tensor, grid: ImageGrid,
     index = torch.cat([p0, p1], dim=1)
     weight = torch.cat([w0, w1], dim=1).to(dtype)
     return index, weight
+
+
+def ray_chunks(table: torch.Tensor, grid: ImageGrid, max_entries: int):
+    """Split rays into chunks of similar length for :func:`joseph_coefficients`.
+
+    Yields ``(ray_index, first_step, n_steps_chunk)``: rays sorted by their number of live steps
+    (:func:`step_ranges`), so each chunk evaluates little more than its live steps; rays that
+    miss the grid are skipped. ``len(ray_index) * 2 * n_steps_chunk <= max_entries`` (at least
+    one ray per chunk).
+    """
+    first, count = step_ranges(table, grid)
+    order = torch.argsort(count, stable=True)
+    counts = count[order]
+    start = int(torch.searchsorted(counts, torch.ones((), dtype=counts.dtype)))
+    n = counts.numel()
+    while start < n:
+        longest_guess = int(counts[min(n - 1, start)])
+        stop = start + max(1, max_entries // (2 * max(1, longest_guess)))
+        stop = min(n, stop)
+        longest = int(counts[stop - 1])
+        if longest != longest_guess:  # shrink to honour the budget with the true longest ray
+            stop = min(stop, start + max(1, max_entries // (2 * longest)))
+            longest = int(counts[stop - 1])
+        idx = order[start:stop]
+        yield idx, first[idx], longest
+        start = stop
 
 
 def coefficients_per_ray(grid: ImageGrid) -> int:

@@ -14,7 +14,7 @@ from typing import Dict, Tuple
 
 import torch
 
-from .._joseph import coefficients_per_ray, joseph_coefficients
+from .._joseph import coefficients_per_ray, joseph_coefficients, ray_chunks
 from ..geometry import ImageGrid
 
 _BUILD_CHUNK_ENTRIES = 1 << 24
@@ -52,18 +52,25 @@ def _build(table: torch.Tensor, grid: ImageGrid, dtype: torch.dtype,
     n_rays = v * d
     n_pix = grid.shape[0] * grid.shape[1]
     flat_table = table.reshape(4, n_rays).to("cpu")
-    per_ray = coefficients_per_ray(grid)
-    step = max(1, _BUILD_CHUNK_ENTRIES // per_ray)
-    counts, cols, vals = [], [], []
-    for start in range(0, n_rays, step):
-        stop = min(n_rays, start + step)
-        index, weight = joseph_coefficients(flat_table[:, start:stop], grid, torch.float64)
+    counts = torch.zeros(n_rays, dtype=torch.int64)
+    pieces = []
+    for rays, first, n_k in ray_chunks(flat_table, grid, _BUILD_CHUNK_ENTRIES):
+        index, weight = joseph_coefficients(flat_table[:, rays], grid, torch.float64, first, n_k)
         keep = weight != 0
-        counts.append(keep.sum(1))
-        cols.append(index[keep])
-        vals.append(weight[keep])
-    return csr_pair(torch.cat(counts), torch.cat(cols), torch.cat(vals).to(dtype),
-                    (n_rays, n_pix), device)
+        counts[rays] = keep.sum(1)
+        pieces.append((rays, keep, index[keep], weight[keep]))
+    # Place each chunk's non-zeros at their rows' positions (rays were visited by length).
+    crow = torch.zeros(n_rays + 1, dtype=torch.int64)
+    torch.cumsum(counts, 0, out=crow[1:])
+    nnz = int(crow[-1])
+    col = torch.empty(nnz, dtype=torch.int64)
+    val = torch.empty(nnz, dtype=torch.float64)
+    for rays, keep, c, w in pieces:
+        rank = keep.cumsum(1) - 1
+        pos = (crow[rays][:, None] + rank)[keep]
+        col[pos] = c
+        val[pos] = w
+    return csr_pair(counts, col, val.to(dtype), (n_rays, n_pix), device)
 
 
 def csr_pair(counts: torch.Tensor, col: torch.Tensor, val: torch.Tensor, shape: Tuple[int, int],

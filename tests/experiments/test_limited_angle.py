@@ -205,6 +205,22 @@ def test_tiny_run_resumes_from_its_cache(tiny_run):
     assert again["fits"]["unet"][0]["steps"] == metrics["fits"]["unet"][0]["steps"]
 
 
+def test_cached_evaluation_is_redone_when_the_model_trained_further(tiny_run):
+    import json
+
+    la, out, metrics = tiny_run
+    path = out / "models" / "unet" / "seed0" / "eval.json"
+    cached = json.loads(path.read_text())
+    assert cached["stamp"] == metrics["fits"]["unet"][0]["steps"]
+    cached["stamp"] = -1
+    cached["conditions"]["noise_free"]["psnr"] = 1234.0
+    path.write_text(json.dumps(cached))
+    import torch
+    again = la.run(la.PRESETS["tiny"], out, device=torch.device("cpu"), seeds=[0])
+    assert again["methods"]["unet"]["noise_free"]["psnr"]["mean"] == pytest.approx(
+        metrics["methods"]["unet"]["noise_free"]["psnr"]["mean"])
+
+
 def test_fbp_noise_free_beats_fbp_with_few_photons(tiny_run):
     la, out, metrics = tiny_run
     fbp = metrics["methods"]["fbp"]
@@ -260,3 +276,23 @@ def test_adversarial_perturbation_is_bounded_and_increases_the_error():
     target = hu_to_mu(truth_hu)
     err = lambda v: ((fn(v) - target) ** 2).sum()
     assert err(ya) > err(y)
+
+
+def test_short_scan_with_a_subset_of_methods(tmp_path):
+    import dataclasses
+
+    import torch
+
+    from experiments import limited_angle as la
+
+    config = dataclasses.replace(la.PRESETS["tiny"], arc_deg=None,
+                                 methods=("fbp", "unet", "tfbp"),
+                                 ct_small=False, adversarial_rel=0.0)
+    metrics = la.run(config, tmp_path, device=torch.device("cpu"), seeds=[0, 1])
+    assert set(metrics["methods"]) == {"fbp", "unet", "tfbp"}
+    assert metrics["methods"]["unet"]["noise_free"]["psnr"]["n"] == 2
+    assert metrics["geometry"]["arc_deg"] > 180.0
+    assert "adversarial" not in metrics["methods"]["unet"]
+    assert len(metrics["claims"]) == 4
+    assert (tmp_path / "models" / "unet" / "seed1" / "best.pt").is_file()
+    assert not (tmp_path / "ct_small.png").exists()

@@ -64,6 +64,13 @@ def _cases():
         ("parallel-batch-1-plain-layout", g_even, op.ParallelGeometry.full_scan(7, 15, 1.0), 1,
          dict(view_block=1, det_block=16, tile_h=2, tile_w=8, b_block=1, channels_last=False),
          "float32"),
+        # The launch configuration of the P512 benchmark case (batch 8: default 8x16 pixel
+        # tiles, batch tile 8, channels-last rows of 8 images), on a 64x64 crop of its
+        # geometry: 16 of its 512 view angles (0, pi/4, pi/2 and 3 pi/4 among them), an odd
+        # detector count covering the image.
+        ("parallel-p512-launch-batch-8", op.ImageGrid(shape=(64, 64), spacing=(1.0, 1.0)),
+         op.ParallelGeometry(angles=op.ParallelGeometry.full_scan(512, 91, 1.0).angle_array()[::32],
+                             detector_count=91, detector_spacing=1.0), 8, None, "float32"),
     ]
 
 
@@ -157,6 +164,7 @@ CASE_NAMES = [
     "parallel-full-even", "parallel-odd-45deg-fine-offset", "parallel-limited-angle-offset",
     "fan-flat-offset", "fan-curved-short-scan", "fan-curved-near-source",
     "fan-flat-limited-float64", "parallel-batch-40-small-tiles", "parallel-batch-1-plain-layout",
+    "parallel-p512-launch-batch-8",
 ]
 
 
@@ -247,14 +255,125 @@ def test_kernels_compile_for_the_gpu(geom_code):
                    y_ray_q=i32, y_b_stride=c, out_pix_stride=c, out_b_stride=i32,
                    det_scale="fp32", det_shift="fp32", sdd="fp32", TILE_H=c, TILE_W=c,
                    B_BLOCK=c, GEOM=c, PAD=c, VEC=c, EVEN_B=c, DTYPE=c)
-    kern = _compile_for_sm90(
-        K.joseph_adjoint_kernel, adj_sig,
-        dict(y_b_stride=1, out_pix_stride=1, TILE_H=4, TILE_W=8, B_BLOCK=32, GEOM=geom_code,
-             PAD=K.CANDIDATE_PAD, VEC=4, EVEN_B=True, DTYPE=tl.float32),
-        ["y_ptr", "out_ptr", "slope_ptr", "icpt_ptr", "step_ptr", "view_ptr"])
-    assert "cubin" in kern.asm
-    assert "ld.global.v4" in kern.asm["ptx"]
-    assert "atom" not in kern.asm["ptx"], "the adjoint must be a gather, without atomics"
+    # Batch 32 tiles (4 x 8 pixels x 32 images) and batch 8 tiles (8 x 16 x 8: the P512 case).
+    for tile_h, tile_w, b_block in ((4, 8, 32), (8, 16, 8)):
+        kern = _compile_for_sm90(
+            K.joseph_adjoint_kernel, adj_sig,
+            dict(y_b_stride=1, out_pix_stride=1, TILE_H=tile_h, TILE_W=tile_w, B_BLOCK=b_block,
+                 GEOM=geom_code, PAD=K.CANDIDATE_PAD, VEC=4, EVEN_B=True, DTYPE=tl.float32),
+            ["y_ptr", "out_ptr", "slope_ptr", "icpt_ptr", "step_ptr", "view_ptr"])
+        assert "cubin" in kern.asm
+        assert "ld.global.v4" in kern.asm["ptx"]
+        assert "atom" not in kern.asm["ptx"], "the adjoint must be a gather, without atomics"
+
+
+def test_p512_launch_case_uses_the_p512_tiles():
+    """``parallel-p512-launch-batch-8`` stands for the P512 benchmark launch only while batch 8
+    picks these tiles."""
+    from operators.backends.triton_backend import KernelConfig
+    cfg = KernelConfig.default(8)
+    assert (cfg.tile_h, cfg.tile_w, cfg.b_block, cfg.channels_last) == (8, 16, 8, True)
+
+
+def _parallel_interval_coverage(grid, geom, pad):
+    """Emulate the parallel-beam candidate interval of ``joseph_adjoint_kernel`` in float32
+    (view table, ``centre +- h``, ``ceil(lo - pad)``, ``floor(hi + pad)``) for every (ray,
+    pixel) pair with a non-zero Joseph weight of the reference model.
+
+    Returns ``(pairs, missed, overshoot)``: the number of such pairs, how many fall outside
+    the kernel's interval, and the largest distance (detectors) by which a ray lies outside the
+    unpadded float32 interval (negative: all strictly inside).
+    """
+    import numpy as np
+    from operators._joseph import ray_table
+    from operators.backends.triton_backend import _view_table
+    h, w = grid.shape
+    n_det = geom.detector_count
+    table = ray_table(*geom.lines(), grid)
+    views = _view_table(grid, geom)[0]
+    pad32 = np.float32(pad)
+    k = np.arange(max(h, w), dtype=np.float64)
+    pairs = missed = 0
+    overshoot = -np.inf
+    for v in range(geom.angle_array().size):
+        slope, icpt, step, vert = table[:, v, :]
+        vert = vert[0] > 0.5  # one angle per view
+        n_steps, n_other = (h, w) if vert else (w, h)
+        t = slope[:, None] * k[None, :n_steps] + icpt[:, None]  # (detectors, steps)
+        f = np.floor(t)
+        frac = t - f
+        i0 = f.astype(np.int64)
+        jj, kk = np.broadcast_arrays(np.arange(n_det)[:, None], np.arange(n_steps)[None, :])
+        for i, wt in ((i0, (1.0 - frac) * step[:, None]), (i0 + 1, frac * step[:, None])):
+            live = (i >= 0) & (i < n_other) & (wt != 0.0)
+            other, kl, j = i[live], kk[live], jj[live]
+            r, c = (kl, other) if vert else (other, kl)
+            a_c, a_r, a_0, half = views[v, :4]
+            centre = a_c * c.astype(np.float32) + a_r * r.astype(np.float32) + a_0
+            lo, hi = centre - half, centre + half
+            first = np.maximum(-np.floor(pad32 - lo), np.float32(0.0)).astype(np.int64)
+            last = np.minimum(np.floor(hi + pad32), np.float32(n_det - 1)).astype(np.int64)
+            pairs += int(j.size)
+            missed += int(((j < first) | (j > last)).sum())
+            gap = np.maximum(lo.astype(np.float64) - j, j - hi.astype(np.float64))
+            overshoot = max(overshoot, float(gap.max()))
+    return pairs, missed, overshoot
+
+
+def test_candidate_interval_covers_every_weight_at_p512_size():
+    """The adjoint's float32 candidate interval contains every ray with a non-zero weight on the
+    pixel, at the full P512 geometry (512x512, 512 views, 725 detectors), with the margin
+    ``CANDIDATE_PAD`` at least 100 times the float32 error of the interval ends. Pure numpy
+    (no Triton): the kernel's interval arithmetic, emulated."""
+    import operators as op
+    from operators.backends.triton_kernels import CANDIDATE_PAD
+    grid = op.ImageGrid(shape=(512, 512), spacing=(1.0, 1.0))
+    geom = op.ParallelGeometry.full_scan(512, 725, 1.0)
+    pairs, missed, overshoot = _parallel_interval_coverage(grid, geom, CANDIDATE_PAD)
+    assert pairs > 100_000_000
+    assert missed == 0, f"{missed} (ray, pixel) pairs with a non-zero weight are never visited"
+    assert overshoot < CANDIDATE_PAD / 100, overshoot
+
+
+def test_interval_coverage_check_detects_a_missing_pad():
+    """The emulation above is sharp: without the pad, rays through the diamond's corners (weight
+    ~1e-5) fall outside the float32 interval (a small geometry with the same property)."""
+    import operators as op
+    grid = op.ImageGrid(shape=(128, 128), spacing=(1.0, 1.0))
+    geom = op.ParallelGeometry.full_scan(128, 183, 1.0)
+    _, missed_pad, _ = _parallel_interval_coverage(grid, geom, 0.02)
+    _, missed_none, overshoot = _parallel_interval_coverage(grid, geom, 0.0)
+    assert missed_pad == 0 and missed_none > 0 and 0.0 < overshoot < 1e-3
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="full-size P512 check needs a GPU")
+def test_p512_full_size_on_gpu():
+    """The benchmark case that failed on an H200 (2026-11-26: adjoint 8.1e-5 relative error,
+    dot-product mismatch 1.5e-7): P512, batch 8, default launch, against the float64 reference."""
+    import warnings
+
+    import operators as op
+    from operators.backends.reference import ReferenceBackend
+    from operators.backends.triton_backend import TritonBackend
+    grid = op.ImageGrid(shape=(512, 512), spacing=(1.0, 1.0))
+    geom = op.ParallelGeometry.full_scan(512, 725, 1.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        table = op.XRayTransform(grid, geom, backend="torch").ray_table.cuda()
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(8, 512, 512, generator=gen).cuda()
+    y = torch.rand(8, 512, 725, generator=gen).cuda()
+    kern, ref = TritonBackend(grid, geom), ReferenceBackend(grid)
+    yk, xk = kern.forward(x, table).double(), kern.adjoint(y, table).double()
+    yr, xr = ref.forward(x.double(), table), ref.adjoint(y.double(), table)
+    err = (xk - xr).abs()
+    where = [int(i) for i in (err == err.max()).nonzero()[0]]
+    assert float((yk - yr).norm() / yr.norm()) < F32_TOL
+    assert float((xk - xr).norm() / xr.norm()) < F32_TOL, (
+        f"adjoint off; largest error {float(err.max()):.3g} at (b, r, c) = {where}, "
+        f"{int((err > 1e-3).sum())} values off by > 1e-3")
+    lhs, rhs = float((yk * y.double()).sum()), float((x.double() * xk).sum())
+    assert abs(lhs - rhs) / abs(lhs) < DOT_TOL
 
 
 if __name__ == "__main__" and sys.argv[1:2] == ["--worker"]:
