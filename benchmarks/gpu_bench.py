@@ -505,6 +505,21 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def _git_commit() -> str:
+    """The commit of this checkout, with ``+dirty`` when tracked files differ from it."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    try:
+        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
+                             text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=root, capture_output=True, text=True).stdout.strip()
+        return rev + ("+dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (no git checkout)"
+
+
 def environment(dev) -> dict:
     from importlib import metadata
     env = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
@@ -520,6 +535,7 @@ def environment(dev) -> dict:
         env["sms"] = props.multi_processor_count
         env["memory_gb"] = round(props.total_memory / 2**30, 1)
     env["triton_interpret"] = os.environ.get("TRITON_INTERPRET", "0")
+    env["git_commit"] = _git_commit()
     return env
 
 

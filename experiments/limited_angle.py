@@ -44,7 +44,9 @@ are the qualitative ones of the seed paper, answered with numbers whichever way 
 
 Outputs: ``fig8.png`` (the seed's layout: reference with lesion, FBP input, U-Net and the
 known-operator networks, noise-free and with noise, window [-1000, 1000] HU), ``differences.png``,
-``measures_vs_photons.png``, ``ct_small.png``, ``metrics.json`` (table, per-seed values, claims);
+``measures_vs_photons.png``, ``ct_small.png``, ``metrics.json`` (table, per-seed values, claims:
+each compares how much a measure degrades from noise-free data to the fewest photons, U-Net
+against every known-operator network);
 ``models/<method>/seed<s>/`` holds each model's trainer checkpoints and its cached evaluation.
 """
 
@@ -84,6 +86,8 @@ LABELS = {"fbp": "FBP", "tv": "TV", "unet": "U-Net", "tfbp": "trainable FBP", "v
           "lpd": "LPD"}
 DEFAULT_SEEDS = {"tiny": 1, "quick": 1, "full": 3}
 NOISE_FREE = "noise_free"
+#: Version of the measure definitions; cached evaluations of another version are recomputed.
+MEASURES_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -409,7 +413,7 @@ def case_measures(rec_hu: np.ndarray, truth_hu: np.ndarray, info: Dict[str, Any]
     if info.get("lesion") is not None:
         core, ring = measures.lesion_regions(info["center"], info["radius"], grid)
         frac = measures.lesion_contrast(rec_hu, truth_hu, core, ring)
-        cnr = measures.contrast_to_noise(rec_hu, core, ring)
+        cnr = measures.contrast_to_noise(rec_hu, core, ring, ref_hu=truth_hu)
         out["lesion_contrast"] = frac
         out["lesion_cnr"] = cnr
         out["lesion_detected"] = float(measures.lesion_detected(
@@ -492,9 +496,11 @@ def _evaluate(fn, folder: Path, tests, grid, config: Config, device,
     """Reconstruct every test case, measure, cache ``recons.pt`` and ``eval.json``.
 
     ``stamp`` identifies the model's state (the trainer's step count): a cached evaluation with
-    another stamp (a model trained further since) is recomputed.
+    another stamp (a model trained further since) or another :data:`MEASURES_VERSION` is
+    recomputed.
     """
     done = folder / "eval.json"
+    stamp = {"model": stamp, "measures": MEASURES_VERSION}
     if done.is_file() and (folder / "recons.pt").is_file():
         cached = json.loads(done.read_text())
         if cached.get("stamp") == stamp:
@@ -619,7 +625,10 @@ def _adversarial_eval(fn, tests, grid, config: Config, device) -> Dict[str, floa
 
 # ----------------------------------------------------------------------------------- summary
 def summarise(evals: Dict[str, List[Dict[str, Any]]]) -> Dict[str, Dict[str, Dict[str, Any]]]:
-    """``{method: {condition: {measure: mean_std over seeds}}}`` (adversarial as a condition)."""
+    """``{method: {condition: {measure: {"mean", "std", "n", "per_seed"}}}}`` over seeds.
+
+    Conditions: ``noise_free``, ``poisson_<N0>`` and, where evaluated, ``adversarial``.
+    """
     out: Dict[str, Dict[str, Dict[str, Any]]] = {}
     for method, runs in evals.items():
         conds: Dict[str, Dict[str, Any]] = {}
@@ -630,7 +639,8 @@ def summarise(evals: Dict[str, List[Dict[str, Any]]]) -> Dict[str, Dict[str, Dic
             rows = [r["adversarial"] if cond == "adversarial" else r["conditions"][cond]
                     for r in runs]
             with np.errstate(invalid="ignore"):  # inf (no outline found) has no std
-                conds[cond] = {k: mean_std(row[k] for row in rows) for k in rows[0]}
+                conds[cond] = {k: {**mean_std(row[k] for row in rows),
+                                   "per_seed": [row[k] for row in rows]} for k in rows[0]}
         out[method] = conds
     return out
 
@@ -742,10 +752,11 @@ def _plt():
 
 
 def _show(ax, img, title, vmin, vmax, cmap="gray"):
-    ax.imshow(img, cmap=cmap, vmin=vmin, vmax=vmax)
+    artist = ax.imshow(img, cmap=cmap, vmin=vmin, vmax=vmax)
     ax.set_title(title, fontsize=7)
     ax.set_xticks([])
     ax.set_yticks([])
+    return artist
 
 
 def _fig8(recs: Dict[str, torch.Tensor], tests, index: Dict[str, int], grid, config, out: Path,
@@ -779,8 +790,10 @@ def _fig8(recs: Dict[str, torch.Tensor], tests, index: Dict[str, int], grid, con
                 axes[r, c].set_title(text, fontsize=6)
                 axes[r, c].contour(body, levels=[0.5], colors="tab:red", linewidths=0.5)
             else:
-                _show(axes[r, c], img - ref, f"{LABELS[m]} - reference ({label})", -500, 500,
-                      cmap="RdBu_r")
+                artist = _show(axes[r, c], img - ref, f"{LABELS[m]} - reference ({label})",
+                               -500, 500, cmap="RdBu_r")
+                if c == len(methods):
+                    fig.colorbar(artist, ax=axes[r, c], fraction=0.046, label="HU")
         if info.get("lesion") is not None:
             from matplotlib.patches import Circle
             cx, cy = info["center"]
@@ -947,7 +960,9 @@ def run(config: Config, out: Path, *, device: torch.device, seeds: Sequence[int]
         "torch_threads": torch.get_num_threads(),
         "seeds": seeds,
         "geometry": {"views": geometry.views, "detectors": geometry.detector_count,
-                     "arc_deg": (math.degrees(float(np.ptp(geometry.angle_array())))),
+                     "arc_deg": ("short scan" if config.arc_deg is None else config.arc_deg),
+                     "first_to_last_view_deg": math.degrees(float(np.ptp(
+                         geometry.angle_array()))),
                      "source_to_isocenter_mm": geometry.source_to_isocenter,
                      "source_to_detector_mm": geometry.source_to_detector},
         "measure_definitions": {

@@ -24,8 +24,9 @@ Definitions (stated once, used by :mod:`experiments.limited_angle`):
   edge excluded; at least the pixel nearest to the centre), the ring the annulus from
   ``r + gap`` to ``r + gap + width`` (:func:`lesion_regions`).
 * **Contrast-to-noise ratio** (:func:`contrast_to_noise`): ``(mean(rec[core]) - mean(rec[ring]))
-  / max(std(rec[ring]), std_floor)`` with a floor of 1 HU, so that a noise-free, flat background
-  gives a finite number. A lesion counts as **detected** (:func:`lesion_detected`) when its CNR
+  / max(std((rec - ref)[ring]), std_floor)``: the noise is the fluctuation of the reconstruction
+  error in the ring (noise and artifacts, not the anatomy the ring may cross), with a floor of
+  1 HU so that a perfect reconstruction gives a finite number. A lesion counts as **detected** (:func:`lesion_detected`) when its CNR
   is at least ``cnr_threshold`` (default 3) *and* at least ``min_fraction`` (default 0.5) of its
   true contrast is recovered, with the true sign.
 * **False structure in the air** (:func:`air_error`): mean ``|rec + 1000|`` HU over the pixels
@@ -248,14 +249,28 @@ def lesion_contrast(rec_hu, ref_hu, core, ring) -> float:
     return (l_rec - b_rec) / (l_ref - b_ref)
 
 
-def contrast_to_noise(rec_hu, core, ring, std_floor: float = 1.0) -> float:
-    """``(mean(rec[core]) - mean(rec[ring])) / max(std(rec[ring]), std_floor)`` (signed)."""
+def contrast_to_noise(rec_hu, core, ring, ref_hu=None, std_floor: float = 1.0) -> float:
+    """Signed contrast-to-noise ratio of a lesion in ``rec_hu``.
+
+    ``(mean(rec[core]) - mean(rec[ring])) / max(noise, std_floor)`` where ``noise`` is
+    ``std(rec[ring])`` or, with the ground truth ``ref_hu`` given, ``std((rec - ref)[ring])``:
+    the fluctuation of the reconstruction error around the lesion (noise and artifacts), so that
+    anatomy inside the ring (a lung border, a rib) does not count as noise.
+    """
     rec = _image("rec_hu", rec_hu)
     core = _mask("core", core, rec.shape)
     ring = _mask("ring", ring, rec.shape)
     std_floor = _number("std_floor", std_floor, 0.0, strict=True)
     lesion, background = _core_ring_means(rec, core, ring)
-    return (lesion - background) / max(float(rec[ring].std()), std_floor)
+    if ref_hu is None:
+        noise = float(rec[ring].std())
+    else:
+        ref = _image("ref_hu", ref_hu)
+        if ref.shape != rec.shape:
+            raise ValueError(f"rec_hu and ref_hu must have the same shape, got {rec.shape} and "
+                             f"{ref.shape}")
+        noise = float((rec - ref)[ring].std())
+    return (lesion - background) / max(noise, std_floor)
 
 
 def lesion_detected(fraction: float, cnr: float, true_contrast_sign: float = 1.0,

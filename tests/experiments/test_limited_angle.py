@@ -101,6 +101,14 @@ def test_contrast_to_noise_and_detection():
     noisy = ref + np.random.default_rng(0).normal(0.0, 100.0, ref.shape)
     cnr = lm.contrast_to_noise(noisy, core, ring)
     assert 0.3 < cnr < 2.0
+    # with the truth, the noise is the error's fluctuation: anatomy in the ring does not count
+    crossed = ref.copy()
+    crossed[ring & (np.arange(64)[None, :] > 32)] = -780.0   # other tissue in half the ring
+    assert lm.contrast_to_noise(crossed, core, ring) < 3.0
+    assert lm.contrast_to_noise(crossed, core, ring, ref_hu=crossed) > 30.0
+    noisy_crossed = crossed + (noisy - ref)
+    assert lm.contrast_to_noise(noisy_crossed, core, ring, ref_hu=crossed) == pytest.approx(
+        lm.contrast_to_noise(noisy, core, ring, ref_hu=ref), rel=0.5)
     assert lm.lesion_detected(1.0, 100.0)
     assert not lm.lesion_detected(1.0, cnr)
     assert not lm.lesion_detected(0.2, 100.0)
@@ -211,8 +219,9 @@ def test_cached_evaluation_is_redone_when_the_model_trained_further(tiny_run):
     la, out, metrics = tiny_run
     path = out / "models" / "unet" / "seed0" / "eval.json"
     cached = json.loads(path.read_text())
-    assert cached["stamp"] == metrics["fits"]["unet"][0]["steps"]
-    cached["stamp"] = -1
+    assert cached["stamp"] == {"model": metrics["fits"]["unet"][0]["steps"],
+                               "measures": la.MEASURES_VERSION}
+    cached["stamp"]["model"] = -1
     cached["conditions"]["noise_free"]["psnr"] = 1234.0
     path.write_text(json.dumps(cached))
     import torch
@@ -291,7 +300,7 @@ def test_short_scan_with_a_subset_of_methods(tmp_path):
     metrics = la.run(config, tmp_path, device=torch.device("cpu"), seeds=[0, 1])
     assert set(metrics["methods"]) == {"fbp", "unet", "tfbp"}
     assert metrics["methods"]["unet"]["noise_free"]["psnr"]["n"] == 2
-    assert metrics["geometry"]["arc_deg"] > 180.0
+    assert metrics["geometry"]["first_to_last_view_deg"] > 180.0
     assert "adversarial" not in metrics["methods"]["unet"]
     assert len(metrics["claims"]) == 4
     assert (tmp_path / "models" / "unet" / "seed1" / "best.pt").is_file()
