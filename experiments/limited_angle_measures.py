@@ -26,9 +26,9 @@ Definitions (stated once, used by :mod:`experiments.limited_angle`):
 * **Contrast-to-noise ratio** (:func:`contrast_to_noise`): ``(mean(rec[core]) - mean(rec[ring]))
   / max(std((rec - ref)[ring]), std_floor)``: the noise is the fluctuation of the reconstruction
   error in the ring (noise and artifacts, not the anatomy the ring may cross), with a floor of
-  1 HU so that a perfect reconstruction gives a finite number. A lesion counts as **detected** (:func:`lesion_detected`) when its CNR
-  is at least ``cnr_threshold`` (default 3) *and* at least ``min_fraction`` (default 0.5) of its
-  true contrast is recovered, with the true sign.
+  1 HU so that a perfect reconstruction gives a finite number. A lesion counts as **detected**
+  (:func:`lesion_detected`) when its CNR is at least ``cnr_threshold`` (default 3) *and* at least
+  ``min_fraction`` (default 0.5) of its true contrast is recovered, with the true sign.
 * **False structure in the air** (:func:`air_error`): mean ``|rec + 1000|`` HU over the pixels
   farther than ``margin_mm`` from the true body mask (default 10 mm, so that the blur of the
   skin edge is not counted).
