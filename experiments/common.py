@@ -34,7 +34,7 @@ import numpy as np
 from recon.training.atomic import write_atomic
 
 __all__ = ["write_json_atomic", "write_bytes_atomic", "save_figure", "claim", "to_jsonable",
-           "mean_std"]
+           "mean_std", "run_seeds"]
 
 
 def to_jsonable(obj: Any) -> Any:
@@ -93,3 +93,23 @@ def mean_std(values: Iterable[float]) -> Dict[str, float]:
     arr = np.asarray(list(values), dtype=np.float64)
     return {"mean": float(arr.mean()) if arr.size else float("nan"),
             "std": float(arr.std()) if arr.size else float("nan"), "n": int(arr.size)}
+
+
+def run_seeds(config, config_type: type, out: Path, seeds, one_seed):
+    """Run ``one_seed(out, seed, figures=first)`` for each seed and summarise over seeds.
+
+    Checks that ``config`` is a ``config_type`` and that ``seeds`` is not empty, creates ``out``.
+    ``one_seed`` returns a flat dict of numbers. Returns ``(per_seed, summary, mean)``:
+    the list of dicts, ``{key: mean_std(...)}`` and ``{key: mean}``.
+    """
+    if not isinstance(config, config_type):
+        raise TypeError(f"config must be a {config_type.__module__}.{config_type.__name__}, got "
+                        f"{type(config).__name__}")
+    seeds = list(seeds)
+    if not seeds:
+        raise ValueError("seeds must name at least one seed")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    per_seed = [one_seed(out, s, figures=(i == 0)) for i, s in enumerate(seeds)]
+    summary = {k: mean_std([m[k] for m in per_seed]) for k in per_seed[0]}
+    return per_seed, summary, {k: v["mean"] for k, v in summary.items()}

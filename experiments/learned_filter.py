@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
-from experiments.common import claim, mean_std, save_figure, write_bytes_atomic
+from experiments.common import claim, run_seeds, save_figure, write_bytes_atomic
 from operators import ImageGrid, ParallelGeometry, disk, shepp_logan
 from operators.fbp import filter_response, naive_ramp_response
 
@@ -320,16 +320,9 @@ def _one_seed(config: Config, out: Path, device, seed: int, figures: bool) -> Di
 
 def run(config: Config, out: Path, *, device: torch.device, seeds: Sequence[int]) -> dict:
     """Train the filter for each seed; write figures (first seed) and return the metrics."""
-    if not isinstance(config, Config):
-        raise TypeError(f"config must be a {__name__}.Config, got {type(config).__name__}")
-    seeds = list(seeds)
-    if not seeds:
-        raise ValueError("seeds must name at least one seed")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    per_seed = [_one_seed(config, out, device, s, figures=(i == 0)) for i, s in enumerate(seeds)]
-    summary = {k: mean_std([m[k] for m in per_seed]) for k in per_seed[0]}
-    mean = {k: v["mean"] for k, v in summary.items()}
+    per_seed, summary, mean = run_seeds(
+        config, Config, out, seeds,
+        lambda folder, seed, figures: _one_seed(config, folder, device, seed, figures=figures))
 
     offset_factor = abs(mean["disk_mean_error_naive"]) / max(
         abs(mean["disk_mean_error_learned"]), 1e-12)

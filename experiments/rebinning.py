@@ -292,7 +292,7 @@ def bar_modulation(image: np.ndarray, grid: op.ImageGrid, bars: Dict, step: floa
     """Mean value at the bar centres minus the mean at the two gaps, over the true ``step``."""
     from scipy.ndimage import map_coordinates
 
-    w, y, xs = bars["width"], bars["y"], bars["centres"]
+    y, xs = bars["y"], bars["centres"]
     gaps = [0.5 * (xs[0] + xs[1]), 0.5 * (xs[1] + xs[2])]
     h, wd = grid.shape
     dy, dx = grid.spacing

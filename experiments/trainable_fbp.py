@@ -37,7 +37,7 @@ from typing import Dict, Sequence
 import numpy as np
 import torch
 
-from experiments.common import claim, mean_std, save_figure
+from experiments.common import claim, run_seeds, save_figure
 from experiments.learned_filter import ellipse_splits, train_model
 from operators import FanGeometry, ImageGrid, shepp_logan
 from operators.fbp import FBP
@@ -252,16 +252,9 @@ def _one_seed(config, out, device, seed, figures):
 
 def run(config: Config, out: Path, *, device: torch.device, seeds: Sequence[int]) -> dict:
     """Train the short-scan and limited-angle models for each seed; return the metrics."""
-    if not isinstance(config, Config):
-        raise TypeError(f"config must be a {__name__}.Config, got {type(config).__name__}")
-    seeds = list(seeds)
-    if not seeds:
-        raise ValueError("seeds must name at least one seed")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    per_seed = [_one_seed(config, out, device, s, figures=(i == 0)) for i, s in enumerate(seeds)]
-    summary = {k: mean_std([m[k] for m in per_seed]) for k in per_seed[0]}
-    mean = {k: v["mean"] for k, v in summary.items()}
+    per_seed, summary, mean = run_seeds(
+        config, Config, out, seeds,
+        lambda folder, seed, figures: _one_seed(config, folder, device, seed, figures=figures))
     close = 0.25
     claims = [
         claim("learned weights improve limited-angle fan-beam FBP over the count-based "

@@ -5,18 +5,13 @@ Public surface (see ``shared/CONVENTIONS.md``): :class:`ImageGrid`, :class:`Para
 :class:`FBP` (filtered back-projection built from trainable/freezable layers).
 """
 
+from .fbp import FBP
 from .geometry import FanGeometry, ImageGrid, ParallelGeometry, uniform_angles
-from .projector import AdjointXRayTransform, XRayTransform
 from .phantoms import Ellipse, EllipsePhantom, disk, shepp_logan
+from .projector import AdjointXRayTransform, XRayTransform
 
 __all__ = [
     "ImageGrid", "ParallelGeometry", "FanGeometry", "uniform_angles",
-    "XRayTransform", "AdjointXRayTransform",
+    "XRayTransform", "AdjointXRayTransform", "FBP",
     "Ellipse", "EllipsePhantom", "disk", "shepp_logan",
 ]
-
-try:  # FBP layers (operators/fbp.py)
-    from .fbp import FBP  # noqa: F401
-    __all__.append("FBP")
-except ImportError:  # pragma: no cover - during bootstrap only
-    pass

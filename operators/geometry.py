@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import numbers
 from dataclasses import dataclass, replace
-from typing import Sequence, Tuple, Union
+from typing import Tuple, Union
 
 import numpy as np
 

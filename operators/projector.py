@@ -8,11 +8,9 @@ direction whose backward applies the other direction, so the gradient of ``A`` i
 
 from __future__ import annotations
 
-import math
 import warnings
 from typing import Dict, Optional, Tuple
 
-import numpy as np
 import torch
 from torch import nn
 

@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Tuple
 
 import numpy as np
 import torch
