@@ -60,15 +60,18 @@ def geometries(cfg: Config):
     n = cfg.size
     dets = int(math.ceil(n * math.sqrt(2))) + 3
     r, d = cfg.source_to_isocenter, cfg.source_to_detector
-    fan_dets = int(math.ceil(dets * d / r))  # magnified field of view
+    radius = 0.5 * math.hypot(n, n) * cfg.pixel  # the whole image, corners included
+    gamma = math.asin(radius / r)  # half fan angle that reaches the corners
+    fan_dets = {"flat": 2 * int(math.ceil(d * math.tan(gamma) / cfg.pixel)) + 1,
+                "curved": 2 * int(math.ceil(d * gamma / cfg.pixel)) + 1}
     return {
         "parallel": ParallelGeometry.full_scan(cfg.views_parallel, dets, cfg.pixel),
-        "fan flat full": FanGeometry.full_scan(cfg.views_fan_full, fan_dets, cfg.pixel, r, d,
-                                               "flat"),
-        "fan flat short": FanGeometry.short_scan(cfg.views_short, fan_dets, cfg.pixel, r, d,
-                                                 "flat"),
-        "fan curved short": FanGeometry.short_scan(cfg.views_short, fan_dets, cfg.pixel, r, d,
-                                                   "curved"),
+        "fan flat full": FanGeometry.full_scan(cfg.views_fan_full, fan_dets["flat"], cfg.pixel,
+                                               r, d, "flat"),
+        "fan flat short": FanGeometry.short_scan(cfg.views_short, fan_dets["flat"], cfg.pixel,
+                                                 r, d, "flat"),
+        "fan curved short": FanGeometry.short_scan(cfg.views_short, fan_dets["curved"],
+                                                   cfg.pixel, r, d, "curved"),
     }
 
 
