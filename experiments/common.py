@@ -27,14 +27,14 @@ import dataclasses
 import json
 import math
 from pathlib import Path
-from typing import Any, Dict, Iterable, Mapping
+from typing import Any, Dict, Iterable, Mapping, Optional
 
 import numpy as np
 
 from recon.training.atomic import write_atomic
 
 __all__ = ["write_json_atomic", "write_bytes_atomic", "save_figure", "claim", "to_jsonable",
-           "mean_std", "run_seeds"]
+           "mean_std", "run_seeds", "read_json"]
 
 
 def to_jsonable(obj: Any) -> Any:
@@ -64,6 +64,16 @@ def to_jsonable(obj: Any) -> Any:
 def write_bytes_atomic(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
     write_atomic(path, lambda f: f.write(data))
+
+
+def read_json(path: Path) -> Optional[Dict[str, Any]]:
+    """The JSON object in ``path``, or ``None`` if it is missing, unreadable or not an object."""
+    try:
+        with open(path) as f:
+            data = json.load(f)
+        return data if isinstance(data, dict) else None
+    except (OSError, ValueError):
+        return None
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:

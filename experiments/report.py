@@ -17,7 +17,6 @@ CSS and no script, so the folder can be copied and opened anywhere.
 from __future__ import annotations
 
 import html as _html
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -25,7 +24,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from urllib.parse import quote
 
 from . import registry
-from .common import write_bytes_atomic
+from .common import read_json, write_bytes_atomic
 
 __all__ = ["ExperimentRecord", "collect", "flatten_metrics", "format_value", "claims_table",
            "render_html", "render_markdown", "write_report"]
@@ -78,22 +77,13 @@ class ExperimentRecord:
         return [c for c in claims if isinstance(c, dict) and "claim" in c]
 
 
-def _read_json(path: Path) -> Optional[Dict[str, Any]]:
-    try:
-        with open(path) as f:
-            data = json.load(f)
-        return data if isinstance(data, dict) else None
-    except (OSError, ValueError):
-        return None
-
-
 def _record(root: Path, name: str) -> ExperimentRecord:
     folder = root / name
     rec = ExperimentRecord(name=name)
     if not folder.is_dir():
         return rec
-    rec.config = _read_json(folder / "config.json")
-    rec.metrics = _read_json(folder / "metrics.json")
+    rec.config = read_json(folder / "config.json")
+    rec.metrics = read_json(folder / "metrics.json")
     rec.figures = sorted(
         p.relative_to(root).as_posix() for p in folder.rglob("*.png")
         if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts))

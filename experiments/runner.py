@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from . import registry
-from .common import to_jsonable, write_json_atomic
+from .common import read_json, to_jsonable, write_json_atomic
 
 __all__ = ["RunnerError", "RunOutcome", "resolve_device", "prepare_output", "resolve_seeds",
            "run_experiment", "run_all", "environment_info"]
@@ -257,17 +257,6 @@ def _now() -> str:
 
 
 # --------------------------------------------------------------------------- folder handling
-def _read_json(path: Path) -> Optional[Dict[str, Any]]:
-    import json
-
-    try:
-        with open(path) as f:
-            data = json.load(f)
-        return data if isinstance(data, dict) else None
-    except (OSError, ValueError):
-        return None
-
-
 def _same_run(stored: Optional[Mapping[str, Any]], identity: Mapping[str, Any]) -> bool:
     return stored is not None and all(stored.get(k) == identity[k] for k in _IDENTITY_KEYS)
 
@@ -356,7 +345,7 @@ def run_experiment(name: str, out: Any, *, preset: str = DEFAULT_PRESET, device:
 
     folder = root / entry.name
     config_path, metrics_path = folder / CONFIG_FILE, folder / METRICS_FILE
-    stored = _read_json(config_path)
+    stored = read_json(config_path)
     if not force and metrics_path.exists() and _same_run(stored, identity) \
             and stored.get("status") == "finished":
         log.info("%s: finished before with the same config, skipped (use --force to rerun)",

@@ -33,7 +33,7 @@ from torch import nn
 from ..iterative import operator_norm
 
 __all__ = ["OperatorModel", "check_operator", "check_sinogram", "operator_norm",
-           "NormalizedOperator", "deepcopy_sharing"]
+           "NormalizedOperator", "deepcopy_sharing", "resolve_init"]
 
 
 def check_operator(operator, name: str = "operator") -> None:
@@ -52,6 +52,29 @@ def check_operator(operator, name: str = "operator") -> None:
     if any(p.requires_grad for p in operator.parameters()):
         raise ValueError(f"{name} has trainable parameters; the operator must be a fixed layer "
                          "(freeze them with requires_grad_(False))")
+
+
+def resolve_init(init, operator):
+    """The frozen start-image module of an unrolled model: ``"fbp"``, ``"zeros"`` or a module.
+
+    ``"fbp"`` builds :class:`operators.FBP` for the operator's grid and geometry; ``"zeros"``
+    returns ``None`` (start from a zero image); a given ``nn.Module`` is used as it is. The
+    module is frozen (``requires_grad_(False)``): it is a known, fixed layer.
+    """
+    if isinstance(init, str):
+        if init == "fbp":
+            import operators
+            init = operators.FBP(operator.grid, operator.geometry)
+        elif init == "zeros":
+            init = None
+        else:
+            raise ValueError(f"init must be 'fbp', 'zeros' or an nn.Module, got {init!r}")
+    elif not isinstance(init, nn.Module):
+        raise TypeError(f"init must be 'fbp', 'zeros' or an nn.Module, got "
+                        f"{type(init).__name__}")
+    if init is not None:
+        init.requires_grad_(False)
+    return init
 
 
 def check_sinogram(name: str, y, operator) -> None:

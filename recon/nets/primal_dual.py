@@ -30,7 +30,7 @@ from typing import Optional
 import torch
 from torch import nn
 
-from .common import OperatorModel
+from .common import OperatorModel, resolve_init
 
 __all__ = ["LearnedPrimalDual", "ConvBlock"]
 
@@ -105,20 +105,7 @@ class LearnedPrimalDual(OperatorModel):
         if update_init not in ("xavier", "zero"):
             raise ValueError(f"update_init must be 'xavier' or 'zero', got {update_init!r}")
         zero = update_init == "zero"
-        if isinstance(init, str):
-            if init == "fbp":
-                import operators
-                init = operators.FBP(operator.grid, operator.geometry)
-            elif init == "zeros":
-                init = None
-            else:
-                raise ValueError(f"init must be 'zeros', 'fbp' or an nn.Module, got {init!r}")
-        elif not isinstance(init, nn.Module):
-            raise TypeError(f"init must be 'zeros', 'fbp' or an nn.Module, got "
-                            f"{type(init).__name__}")
-        if init is not None:
-            init.requires_grad_(False)
-        self.init = init
+        self.init = resolve_init(init, operator)
         self.n_iter, self.n_primal, self.n_dual = n_iter, n_primal, n_dual
         with torch.random.fork_rng(devices=[], enabled=seed is not None):
             if seed is not None:

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .common import OperatorModel
+from .common import OperatorModel, resolve_init
 
 __all__ = ["RBFActivation", "VariationalNetwork", "rbf_activation", "rbf_activation_table",
            "rbf_tables"]
@@ -262,20 +262,7 @@ class VariationalNetwork(OperatorModel):
                 raise ValueError(f"{name} must be a positive int, got {v!r}")
         if kernel_size % 2 == 0:
             raise ValueError(f"kernel_size must be odd, got {kernel_size}")
-        if isinstance(init, str):
-            if init == "fbp":
-                import operators
-                init = operators.FBP(operator.grid, operator.geometry)
-            elif init == "zeros":
-                init = None
-            else:
-                raise ValueError(f"init must be 'fbp', 'zeros' or an nn.Module, got {init!r}")
-        elif not isinstance(init, nn.Module):
-            raise TypeError(f"init must be 'fbp', 'zeros' or an nn.Module, got "
-                            f"{type(init).__name__}")
-        if init is not None:
-            init.requires_grad_(False)
-        self.init = init
+        self.init = resolve_init(init, operator)
         self.stages, self.filters, self.kernel_size = stages, filters, kernel_size
         self.zero_mean = bool(zero_mean)
         gen = torch.Generator().manual_seed(0 if seed is None else int(seed))
