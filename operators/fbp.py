@@ -372,6 +372,14 @@ class PixelBackprojection(nn.Module):
                                         torch.cat(vals).to(dtype), (n_pix, n_rays), device)
         return self._cache[key]
 
+    def _entry_chunks(self, batch: int, device, dtype):
+        """Matrix-free path: ``(first_pixel, cols, vals)`` for pixel chunks, on ``device``."""
+        n_pix = self.grid.shape[0] * self.grid.shape[1]
+        step = max(1, (1 << 22) // (2 * self.geometry.views * max(1, batch)))
+        for start in range(0, n_pix, step):
+            c, v = self._entries(torch.arange(start, min(n_pix, start + step)))
+            yield start, c.to(device), v.to(device=device, dtype=dtype)
+
     def _raw_forward(self, q: torch.Tensor) -> torch.Tensor:
         batch = q.shape[:-2]
         qb = q.reshape(-1, *self.domain_shape)
@@ -380,13 +388,10 @@ class PixelBackprojection(nn.Module):
             m, _ = self._matrices(q.dtype, q.device)
             out = torch.sparse.mm(m, qb.reshape(b, -1).t()).t()
         else:
-            n_pix = self.grid.shape[0] * self.grid.shape[1]
-            out = torch.empty(b, n_pix, dtype=q.dtype, device=q.device)
+            out = torch.empty(b, self.grid.shape[0] * self.grid.shape[1], dtype=q.dtype,
+                              device=q.device)
             qf = qb.reshape(b, -1)
-            step = max(1, (1 << 22) // (2 * self.geometry.views * max(1, b)))
-            for start in range(0, n_pix, step):
-                c, v = self._entries(torch.arange(start, min(n_pix, start + step)))
-                c, v = c.to(q.device), v.to(device=q.device, dtype=q.dtype)
+            for start, c, v in self._entry_chunks(b, q.device, q.dtype):
                 out[:, start:start + c.shape[0]] = (qf[:, c.reshape(-1)].reshape(b, *c.shape)
                                                     * v).sum(-1)
         return out.reshape(*batch, *self.range_shape)
@@ -400,13 +405,9 @@ class PixelBackprojection(nn.Module):
             _, mt = self._matrices(img.dtype, img.device)
             out = torch.sparse.mm(mt, ib.reshape(b, -1).t()).t()
         else:
-            n_pix = self.grid.shape[0] * self.grid.shape[1]
             out = torch.zeros(b, n_rays, dtype=img.dtype, device=img.device)
             flat = ib.reshape(b, -1)
-            step = max(1, (1 << 22) // (2 * self.geometry.views * max(1, b)))
-            for start in range(0, n_pix, step):
-                c, v = self._entries(torch.arange(start, min(n_pix, start + step)))
-                c, v = c.to(img.device), v.to(device=img.device, dtype=img.dtype)
+            for start, c, v in self._entry_chunks(b, img.device, img.dtype):
                 contrib = flat[:, start:start + c.shape[0], None] * v
                 out.index_add_(1, c.reshape(-1), contrib.reshape(b, -1))
         return out.reshape(*batch, *self.domain_shape)
