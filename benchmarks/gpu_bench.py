@@ -150,6 +150,7 @@ class Variant:
     always: bool = False  # runs even after the time budget
     applies: Callable = lambda case, dev: True
     priority: int = 1
+    dtype: str = "float32"  # storage dtype of the data this variant reads and writes
 
 
 def _ours_operator(case, dev, backend):
@@ -164,10 +165,20 @@ def ours_triton(case, dev):
     return a.forward, a.adjoint, dict(matched=True)
 
 
-def ours_triton_config(**kw):
+def ours_triton_config(version="default", **kw):
+    """Our kernels with an explicit launch: ``version`` "default" (v2), "v1" (the first
+    version's heuristic, ``KernelConfig.v1``) or "groups" (one ray / pixel per thread at every
+    batch: groups of 4 images, up to 4), then ``kw`` overrides."""
     def factory(case, dev):
         from operators.backends.triton_backend import KernelConfig, TritonBackend
-        base = KernelConfig.default(case.batch).as_dict()
+        if version == "v1":
+            base = KernelConfig.v1(case.batch).as_dict()
+        elif version == "groups":
+            groups = 1 << max(0, min(2, (max(1, case.batch) - 1).bit_length() - 2))
+            base = dict(KernelConfig.default(case.batch).as_dict(), view_block=4, det_block=32,
+                        tile_h=8, tile_w=16, group=4, b_block=4 * groups)
+        else:
+            base = KernelConfig.default(case.batch).as_dict()
         base.update(kw)
         be = TritonBackend(case.grid(), case.geometry(), KernelConfig(**base))
         a = _ours_operator(case, dev, "torch")
@@ -218,41 +229,72 @@ def torchtomo_variant(backend, approximate=False):
 def diffct_variant(case, dev):
     if dev.type != "cuda":
         raise Skip("diffct needs CUDA (numba-cuda)")
+    # diffct 2.5.0: Siddon ray tracing (cell-constant pixels, physical line integrals) in numba-cuda
+    # kernels; the backprojector is the matched adjoint (float32 atomics). Its autograd Functions
+    # take one (H, W) image / (views, dets) sinogram per call (diffct.Projector's batch path
+    # loops in Python too), so we loop over the batch. Image centred, pixel pitch voxel_spacing;
+    # detector bin i at (i + 1/2 - dets/2) * det_spacing along det_u, flat, centred. Parallel:
+    # angles k pi / views; fan: source at sid, flat detector at sdd, angles 2 k pi / views.
     import diffct
-    n = case.n
+    n, dets, du, vox = case.n, int(case.dets), float(case.det_spacing), 1.0
     if case.fan:
-        geo = diffct.circular_trajectory_2d_fan(case.views, sid=case.r, sdd=case.d, device=dev)
+        if case.d <= case.r:
+            raise Skip("diffct fan beam: the detector must lie beyond the isocentre")
+        geo = diffct.circular_trajectory_2d_fan(case.views, sid=float(case.r), sdd=float(case.d),
+                                                start_angle=0.0, end_angle=2 * np.pi,
+                                                device=dev, dtype=torch.float32)
         pf, bf = diffct.FanProjectorFunction, diffct.FanBackprojectorFunction
     else:
-        geo = diffct.circular_trajectory_2d_parallel(case.views, device=dev)
+        geo = diffct.circular_trajectory_2d_parallel(case.views, start_angle=0.0, end_angle=np.pi,
+                                                     device=dev, dtype=torch.float32)
         pf, bf = diffct.ParallelProjectorFunction, diffct.ParallelBackprojectorFunction
 
-    def fwd(x):  # diffct projects one image per call: loop over the batch
-        return torch.stack([pf.apply(img, *geo, case.dets, case.det_spacing, 1.0) for img in x])
+    # apply(image, *geometry, num_detectors, detector_spacing, voxel_spacing) -> (views, dets);
+    # apply(sinogram, *geometry, detector_spacing, H, W, voxel_spacing) -> (H, W).
+    def fwd(x):
+        return torch.stack([pf.apply(img, *geo, dets, du, vox) for img in x])
 
     def adj(y):
-        return torch.stack([bf.apply(s, *geo, case.det_spacing, n, n, 1.0) for s in y])
-    return fwd, adj, dict(matched=True, note="loop over batch")
+        return torch.stack([bf.apply(s, *geo, du, n, n, vox) for s in y])
+    return fwd, adj, dict(matched=True, api=f"diffct.{pf.__name__} / {bf.__name__}",
+                          batch="Python loop, one image per call")
 
 
 def deepinv_variant(case, dev):
+    # deepinv 0.5.0 Tomography (pure PyTorch): the image is zero-padded to G = ceil(sqrt(2) n)
+    # pixels and each ray is G bilinear grid_sample taps one pixel apart, summed (1 mm units
+    # here). A returns (B, 1, detectors, views); angles are in degrees. adjoint_via_backprop=True
+    # makes A_adjoint the autograd VJP of A, the exact adjoint. Parallel beam: G detector bins
+    # of one pixel, fixed by deepinv. Fan beam: flat detector, fan_parameters in the units of
+    # pixel_spacing (1 mm), detector_radius = isocentre to detector. See benchmarks/PEERS.md.
     from deepinv.physics import Tomography
-    kw = dict(img_width=case.n, circle=False, normalize=False, device=dev)
+    n = case.n
+    kw = dict(img_width=n, circle=False, normalize=False, adjoint_via_backprop=True,
+              parallel_computation=True, device=dev)
+    info = dict(matched=True, api="deepinv.physics.Tomography, autograd adjoint")
     if case.fan:
-        angles = torch.arange(case.views, dtype=torch.float32) * (360.0 / case.views)
-        phys = Tomography(angles=angles.to(dev), fan_beam=True, fan_parameters=dict(
-            pixel_spacing=1.0, source_radius=case.r, detector_radius=case.d - case.r,
-            n_detector_pixels=case.dets, detector_spacing=case.det_spacing), **kw)
+        if case.d <= case.r:
+            raise Skip("deepinv fan beam: the detector must lie beyond the isocentre")
+        angles = torch.arange(case.views, dtype=torch.float64) * (360.0 / case.views)
+        phys = Tomography(angles=angles.float().to(dev), fan_beam=True, fan_parameters=dict(
+            pixel_spacing=1.0, source_radius=float(case.r), detector_radius=float(case.d - case.r),
+            n_detector_pixels=int(case.dets), detector_spacing=float(case.det_spacing)), **kw)
     else:
-        angles = torch.arange(case.views, dtype=torch.float32) * (180.0 / case.views)
-        phys = Tomography(angles=angles.to(dev), **kw)
+        if case.det_spacing != 1.0:
+            raise Skip("deepinv parallel beam: the detector pitch is fixed at one pixel")
+        angles = torch.arange(case.views, dtype=torch.float64) * (180.0 / case.views)
+        phys = Tomography(angles=angles.float().to(dev), **kw)
+        dets = int((2 * torch.ones(1)).sqrt().mul(n).ceil())  # deepinv's own G
+        info["dets"] = dets
+        if dets != case.dets:
+            info["note"] = f"deepinv fixes {dets} detectors (case: {case.dets})"
 
-    def fwd(x):
-        return phys.A(x.unsqueeze(1))
+    def fwd(x):  # (B, n, n) -> (B, views, dets): a transposed view of deepinv's (B, 1, D, V)
+        return phys.A(x.unsqueeze(1))[:, 0].transpose(1, 2)
 
-    def adj(y):
-        return phys.A_adjoint(y).reshape(-1, case.n, case.n)
-    return fwd, adj, dict(matched=True)
+    def adj(y):  # (B, views, dets) -> (B, n, n)
+        return phys.A_adjoint(y.transpose(1, 2).unsqueeze(1))[:, 0]
+    return fwd, adj, info
 
 
 def _not_memory(case, dev):
@@ -276,12 +318,14 @@ VARIANTS = [
     Variant("torchtomo:cuda", "peer", torchtomo_variant("cuda")),
     Variant("torchtomo:cuda approximate", "peer", torchtomo_variant("cuda", True)),
     Variant("torchtomo:torch", "peer", torchtomo_variant("torch")),
-    Variant("ours:triton[view_block=1]", "ours", ours_triton_config(view_block=1),
-            applies=_goal_case, priority=2),
-    Variant("ours:triton[no transposed copy]", "ours", ours_triton_config(transposed=False),
-            applies=_goal_case, priority=2),
-    Variant("ours:triton[plain layout]", "ours", ours_triton_config(channels_last=False),
-            applies=_goal_case, priority=2),
+    # v1 (measured 2026-11-26) in the same run as v2, on every case.
+    Variant("ours:triton[v1]", "ours", ours_triton_config("v1"), applies=_not_memory),
+    Variant("ours:triton bf16", "ours", ours_triton, applies=_not_memory, dtype="bfloat16"),
+    Variant("ours:triton fp16", "ours", ours_triton, applies=_not_memory, dtype="float16"),
+    Variant("ours:triton[groups]", "ours", ours_triton_config("groups"), applies=_goal_case,
+            priority=2),
+    Variant("ours:triton[v1, count table]", "ours", ours_triton_config(
+        "v1", adjoint_count="table"), applies=_goal_case, priority=2),
     Variant("ours:triton[warps=8]", "ours", ours_triton_config(num_warps=8),
             applies=_goal_case, priority=2),
     Variant("deepinv", "peer", deepinv_variant, applies=_not_memory, priority=2),
@@ -384,25 +428,34 @@ def run_variant(case: Case, var: Variant, dev, data, ref, args) -> Row:
     t0 = time.perf_counter()
     fwd, adj, info = var.factory(case, dev)
     row.info = {k: v for k, v in info.items() if k != "matched"}
-    x, yours = data["x"], None
+    dtype = getattr(torch, var.dtype)
+    if dtype != torch.float32:
+        row.info["storage"] = var.dtype
+    x, y_data, yours = data["x"].to(dtype), data["y"].to(dtype), None
     with torch.no_grad():
         y_out = fwd(x)  # first call: compiles / builds
         _sync(dev)
         row.setup_s = time.perf_counter() - t0
         row.sinogram_shape = list(y_out.shape)
         gen = torch.Generator(device="cpu").manual_seed(1)
-        y_rand = torch.rand(y_out.shape, generator=gen).to(dev, torch.float32)
+        y_rand = torch.rand(y_out.shape, generator=gen).to(dev, dtype)
         x_back = adj(y_rand)
         lhs = float((y_out.double() * y_rand.double()).sum())
         rhs = float((x.double() * x_back.reshape(x.shape).double()).sum())
         row.dot_mismatch = abs(lhs - rhs) / max(abs(lhs), abs(rhs), 1e-300)
         if var.kind == "ours" and ref is not None:
             nb = ref["batch"]
-            row.forward_rel_err = rel(y_out[:nb], ref["y"])
-            yours = adj(data["y"])
-            row.adjoint_rel_err = rel(yours[:nb], ref["x"])
+            ref_y, ref_x = ref["y"], ref["x"]
+            if dtype != torch.float32:  # the float64 model of the input as stored
+                nb = min(nb, 2)
+                rb, table = ref["backend"], ref["table"]
+                ref_y = rb.forward(x[:nb].double(), table)
+                ref_x = rb.adjoint(y_data[:nb].double(), table)
+            row.forward_rel_err = rel(y_out[:nb], ref_y[:nb])
+            yours = adj(y_data)
+            row.adjoint_rel_err = rel(yours[:nb], ref_x[:nb])
         del y_out, x_back, yours
-    y_in = data["y"] if var.kind == "ours" else y_rand
+    y_in = y_data if var.kind == "ours" else y_rand
     row.forward_ms, row.reps = time_call(fwd, x, dev, args.reps, args.warmup, args.slow_ms)
     row.adjoint_ms, _ = time_call(adj, y_in, dev, args.reps, args.warmup, args.slow_ms)
     pf, before = peak_memory(fwd, x, dev)
@@ -584,7 +637,8 @@ def main(args) -> int:
             rb = ReferenceBackend(case.grid())
             with torch.no_grad():
                 refs[case.name] = dict(batch=nb, y=rb.forward(x[:nb].double(), a.ray_table),
-                                       x=rb.adjoint(y[:nb].double(), a.ray_table))
+                                       x=rb.adjoint(y[:nb].double(), a.ray_table),
+                                       backend=rb, table=a.ray_table)
             print(f"  reference (float64, {nb} images): {time.perf_counter() - t:.1f} s",
                   flush=True)
         except Exception as exc:  # noqa: BLE001

@@ -21,6 +21,7 @@ from .geometry import FanGeometry, ImageGrid, ParallelGeometry
 __all__ = ["XRayTransform", "AdjointXRayTransform", "check_tensor"]
 
 _FLOAT_DTYPES = (torch.float32, torch.float64)
+_HALF_DTYPES = (torch.float16, torch.bfloat16)
 
 
 def _is_transformed(t: torch.Tensor) -> bool:
@@ -30,18 +31,24 @@ def _is_transformed(t: torch.Tensor) -> bool:
 
 
 def check_tensor(name: str, t, trailing: Tuple[int, int], trailing_names: str,
-                 device: Optional[torch.device] = None, check_finite: bool = True) -> None:
+                 device: Optional[torch.device] = None, check_finite: bool = True,
+                 allow_half: bool = False) -> None:
     """Validate a ``(*batch, a, b)`` floating-point tensor; raise naming ``name`` if it is not.
 
-    Raises ``TypeError`` (not a tensor, integer/complex/half dtype), ``ValueError`` (rank or
-    trailing shape, NaN/Inf) or ``RuntimeError`` (device mismatch).
+    Raises ``TypeError`` (not a tensor, integer/complex dtype, or half precision unless
+    ``allow_half``), ``ValueError`` (rank or trailing shape, NaN/Inf) or ``RuntimeError``
+    (device mismatch).
     """
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
-    if t.dtype not in _FLOAT_DTYPES:
+    allowed = _FLOAT_DTYPES + (_HALF_DTYPES if allow_half else ())
+    if t.dtype not in allowed:
         kind = ("complex" if t.is_complex() else
-                "integer/bool" if not t.is_floating_point() else "half-precision")
-        raise TypeError(f"{name} has {kind} dtype {t.dtype}; use torch.float32 or torch.float64")
+                "integer/bool" if not t.is_floating_point() else
+                "half-precision" if t.dtype in _HALF_DTYPES else "unsupported floating-point")
+        names = "torch.float32 or torch.float64" + (
+            " (or torch.float16 / torch.bfloat16)" if allow_half else "")
+        raise TypeError(f"{name} has {kind} dtype {t.dtype}; use {names}")
     if t.dim() < 2:
         raise ValueError(f"{name} must have shape (*batch, {trailing_names}) = (..., "
                          f"{trailing[0]}, {trailing[1]}), got rank {t.dim()} shape {tuple(t.shape)}")
@@ -147,10 +154,13 @@ class XRayTransform(nn.Module):
     check_inputs : bool
         Validate dtype, shape, device and finiteness of every input (one reduction per call).
 
-    Shapes
-    ------
+    Shapes and dtypes
+    -----------------
     ``A(x)``: ``(*batch, H, W) -> (*batch, views, detectors)``, line integrals of ``x``
-    (attenuation in 1/mm times length in mm: dimensionless).
+    (attenuation in 1/mm times length in mm: dimensionless). float32 or float64; float16 and
+    bfloat16 are accepted too and returned in the same dtype: the ``triton`` backend reads
+    them as they are and accumulates in float32 (half the memory traffic), the CPU backends
+    compute in float32 and round the result.
     ``A.T(y)`` / ``A.adjoint(y)``: ``(*batch, views, detectors) -> (*batch, H, W)``.
 
     The pair is exactly matched: ``<A x, y> = <x, A.T y>`` to rounding; ``A.T.T is A``.
@@ -237,29 +247,33 @@ class XRayTransform(nn.Module):
         return self
 
     # -- raw application (no autograd) --------------------------------------------------------
+    def _apply_backend(self, method: str, t: torch.Tensor, shape, out_shape) -> torch.Tensor:
+        backend = self._backend_for(t.device)
+        tb = t.reshape(-1, *shape).contiguous()
+        if t.dtype in _HALF_DTYPES and not getattr(backend, "supports_half", False):
+            out = getattr(backend, method)(tb.float(), self.ray_table).to(t.dtype)
+        else:
+            out = getattr(backend, method)(tb, self.ray_table)
+        return out.reshape(*t.shape[:-2], *out_shape)
+
     def _raw_forward(self, x: torch.Tensor) -> torch.Tensor:
-        batch = x.shape[:-2]
-        xb = x.reshape(-1, *self.domain_shape).contiguous()
-        y = self._backend_for(x.device).forward(xb, self.ray_table)
-        return y.reshape(*batch, *self.range_shape)
+        return self._apply_backend("forward", x, self.domain_shape, self.range_shape)
 
     def _raw_adjoint(self, y: torch.Tensor) -> torch.Tensor:
-        batch = y.shape[:-2]
-        yb = y.reshape(-1, *self.range_shape).contiguous()
-        x = self._backend_for(y.device).adjoint(yb, self.ray_table)
-        return x.reshape(*batch, *self.domain_shape)
+        return self._apply_backend("adjoint", y, self.range_shape, self.domain_shape)
 
     # -- public ------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Project images ``(*batch, H, W)`` to sinograms ``(*batch, views, detectors)``."""
         if self.check_inputs:
-            check_tensor("x", x, self.domain_shape, "H, W", self.device)
+            check_tensor("x", x, self.domain_shape, "H, W", self.device, allow_half=True)
         return _ApplyForward.apply(x, self)
 
     def adjoint(self, y: torch.Tensor) -> torch.Tensor:
         """Back-project sinograms ``(*batch, views, detectors)`` to images ``(*batch, H, W)``."""
         if self.check_inputs:
-            check_tensor("y", y, self.range_shape, "views, detectors", self.device)
+            check_tensor("y", y, self.range_shape, "views, detectors", self.device,
+                         allow_half=True)
         return _ApplyAdjoint.apply(y, self)
 
     def normal(self, x: torch.Tensor) -> torch.Tensor:

@@ -6,9 +6,11 @@ reproducible; the coefficients are those of :func:`operators._joseph.joseph_coef
 computed in float64 and cast to the data dtype, so the pair is matched to float32 rounding and
 agrees with the ``torch`` and ``sparse`` backends to float32 rounding.
 
-Supported dtypes: float32 (the fast path) and float64 (same kernels, float64 accumulation).
-Runs on CUDA tensors, or on CPU tensors under ``TRITON_INTERPRET=1`` (Triton's interpreter, used
-by the tests).
+Supported dtypes: float32 (the fast path), float64 (same kernels, float64 accumulation), and
+half-precision storage, float16 or bfloat16: the kernels read half-precision inputs, accumulate
+in float32 with the float64-derived weights, and round the result once to the input dtype
+(measured errors in ``KERNELS.md``). Runs on CUDA tensors, or on CPU tensors under
+``TRITON_INTERPRET=1`` (Triton's interpreter, used by the tests).
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ from ..geometry import FanGeometry, ImageGrid, ParallelGeometry
 __all__ = ["TritonBackend", "triton_available", "KernelConfig"]
 
 _INT32_LIMIT = 2**31 - 1
+
+#: Storage dtypes the kernels read and write (accumulation is float32, or float64 for float64).
+SUPPORTED_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 
 
 def _interpreting() -> bool:
@@ -67,47 +72,94 @@ class KernelConfig:
         Adjoint tile: pixels.
     b_block : int
         Images per program (the batch tile of both kernels).
+    group : int
+        Images per accumulator: ``b_block / group`` (1, 2 or 4) accumulators per program.
+        v2 (default): ``group`` = one 128-bit load (4 float32, 8 half), so that a thread owns
+        one ray / pixel and evaluates its coefficients once for up to 4 loads. v1:
+        ``group = b_block``, one accumulator whose images the compiler spreads over threads.
     channels_last : bool
         Copy images / sinograms to ``(H, W, B)`` / ``(V, D, B)`` layout before the gathers, so
-        that one gather reads ``b_block`` contiguous values.
+        that one gather reads ``group`` contiguous values.
     transposed : bool
         Forward only: also copy the transposed image, read by the rays that step over columns,
         so that every ray's two neighbours (and neighbouring rays) are adjacent in memory.
     num_warps : int
+    adjoint_count : {"table", "reduce"}
+        Adjoint only: where the number of candidate rays per pixel and view comes from.
+        ``"table"`` (v2, default): a bound precomputed on the host (per view, or per view and
+        tile in fan beam), loaded as a scalar. ``"reduce"`` (v1): the maximum over the tile's
+        pixels, a reduction in every view. Both give the same result.
     """
 
-    def __init__(self, view_block=4, det_block=8, tile_h=4, tile_w=8, b_block=32,
-                 channels_last=True, transposed=True, num_warps=4):
+    def __init__(self, view_block=4, det_block=32, tile_h=8, tile_w=16, b_block=16, group=4,
+                 channels_last=True, transposed=True, num_warps=4, adjoint_count="table"):
         for name, value in (("view_block", view_block), ("det_block", det_block),
-                            ("tile_h", tile_h), ("tile_w", tile_w), ("b_block", b_block)):
+                            ("tile_h", tile_h), ("tile_w", tile_w), ("b_block", b_block),
+                            ("group", group), ("num_warps", num_warps)):
             if value < 1 or value & (value - 1):
                 raise ValueError(f"{name} must be a positive power of two, got {value}")
+        if b_block % group or b_block // group > 4:
+            raise ValueError(f"b_block ({b_block}) must be 1, 2 or 4 times group ({group})")
+        if adjoint_count not in ("table", "reduce"):
+            raise ValueError(f"adjoint_count must be 'table' or 'reduce', got {adjoint_count!r}")
         self.view_block, self.det_block = int(view_block), int(det_block)
         self.tile_h, self.tile_w = int(tile_h), int(tile_w)
-        self.b_block = int(b_block)
+        self.b_block, self.group = int(b_block), int(group)
         self.channels_last = bool(channels_last)
         self.transposed = bool(transposed)
         self.num_warps = int(num_warps)
+        self.adjoint_count = adjoint_count
+
+    @property
+    def groups(self) -> int:
+        """Accumulators per program (``b_block / group``)."""
+        return self.b_block // self.group
 
     @classmethod
-    def default(cls, batch: int) -> "KernelConfig":
-        """The heuristic used when no config is given: ~1024 (ray or pixel) x image pairs."""
+    def default(cls, batch: int, dtype: torch.dtype = torch.float32) -> "KernelConfig":
+        """The launch used when no config is given (v2).
+
+        v1's tiles (:meth:`v1`), with the adjoint's candidate count from the table, except
+        where v1's batch tile is 8 images: there the compiler spreads a ray's (pixel's) 8
+        images over 2 threads and moves every step's coefficients between threads through
+        shared memory, with barriers, in both kernels (``benchmarks/kernel_static.py``), so
+        those launches use 128 rays / pixels per program, one per thread, in groups of one
+        128-bit load (2 groups of 4 float32 images, or 1 of 8 half-precision ones).
+        """
+        cfg = cls.v1(batch)
+        cfg.adjoint_count = "table"
+        if cfg.b_block == 8:
+            vec = _vector_width(dtype)
+            cfg.view_block, cfg.det_block, cfg.tile_h, cfg.tile_w = 4, 32, 8, 16
+            cfg.group = min(vec, cfg.b_block)
+        return cfg
+
+    @classmethod
+    def v1(cls, batch: int) -> "KernelConfig":
+        """The first version's heuristic (measured on an H200, ``KERNELS.md``): ~1024 (ray or
+        pixel) x image pairs per program in one accumulator, candidate count by reduction."""
         b_block = min(32, 1 << max(0, math.ceil(math.log2(max(1, batch)))))
         lanes = max(32, min(256, 1024 // b_block))  # rays / pixels per program
         view_block = 4 if lanes >= 32 else 1
-        det_block = lanes // view_block
         tile_w = 1 << math.ceil(0.5 * math.log2(lanes))  # square-ish pixel tile, w >= h
-        tile_h = lanes // tile_w
-        return cls(view_block=view_block, det_block=det_block, tile_h=tile_h, tile_w=tile_w,
-                   b_block=b_block, channels_last=batch > 1, transposed=True, num_warps=4)
+        return cls(view_block=view_block, det_block=lanes // view_block, tile_h=lanes // tile_w,
+                   tile_w=tile_w, b_block=b_block, group=b_block, channels_last=batch > 1,
+                   transposed=True, num_warps=4, adjoint_count="reduce")
 
     def as_dict(self) -> dict:
         return dict(view_block=self.view_block, det_block=self.det_block, tile_h=self.tile_h,
-                    tile_w=self.tile_w, b_block=self.b_block, channels_last=self.channels_last,
-                    transposed=self.transposed, num_warps=self.num_warps)
+                    tile_w=self.tile_w, b_block=self.b_block, group=self.group,
+                    channels_last=self.channels_last, transposed=self.transposed,
+                    num_warps=self.num_warps, adjoint_count=self.adjoint_count)
 
     def __repr__(self) -> str:
         return "KernelConfig(" + ", ".join(f"{k}={v!r}" for k, v in self.as_dict().items()) + ")"
+
+
+def _vector_width(dtype: torch.dtype) -> int:
+    """Images per vector load of the channels-last layout: 16 bytes of half precision (8),
+    4 images otherwise (16 bytes of float32, 32 of float64)."""
+    return 8 if dtype in (torch.float16, torch.bfloat16) else 4
 
 
 def _step_ranges(slope, icpt, vertical, grid: ImageGrid):
@@ -179,11 +231,80 @@ def _on_device(device: torch.device):
     return contextlib.nullcontext()
 
 
-def _padded_batch(batch: int, b_block: int) -> int:
-    """Batch stride of the channels-last copies: a multiple of 4 (16-byte rows) and, when the
-    batch spans several tiles, of the tile."""
-    multiple = max(4, b_block) if batch > b_block else 4  # both powers of two
+def _padded_batch(batch: int, b_block: int, vec: int = 4) -> int:
+    """Batch stride of the channels-last copies: a multiple of ``vec`` (rows of at least 16
+    bytes) and, when the batch spans several tiles, of the tile."""
+    multiple = max(vec, b_block) if batch > b_block else vec  # both powers of two
     return -(-batch // multiple) * multiple
+
+
+def _accumulator(dtype: torch.dtype):
+    import triton.language as tl
+    return tl.float64 if dtype == torch.float64 else tl.float32
+
+
+#: Extra detectors (on top of ``2 CANDIDATE_PAD``) in the host's bound of the number of
+#: candidates per pixel and view: it covers the float32 rounding of the kernel's interval ends
+#: (a few 1e-4 detectors in the benchmark geometries) and the fan kernel's float32 ``atan``.
+_COUNT_MARGIN = 0.05
+
+
+def candidate_counts(grid: ImageGrid, geometry, views: torch.Tensor, tile_h: int, tile_w: int,
+                     pad: float) -> torch.Tensor:
+    """Upper bounds of the adjoint's candidate rays per pixel and view (``COUNT_FROM_TABLE``).
+
+    ``views`` is the kernel's float32 view table ``(V, 8)`` on the target device. In the
+    kernel, pixel ``p`` visits detectors ``ceil(lo_p - pad) .. floor(hi_p + pad)``, so at most
+    ``floor(hi_p - lo_p + 2 pad) + 1``; this bound is evaluated here in float64 from the same
+    float32 parameters plus :data:`_COUNT_MARGIN` and a relative ``2**-18 |j|`` for the float32
+    rounding of the ends.
+
+    Returns
+    -------
+    torch.Tensor
+        int32: ``(V,)`` for parallel beam (every pixel's interval has the width ``2 h`` of its
+        view), ``(V, tiles)`` for fan beam (the maximum over each ``tile_h x tile_w`` tile,
+        tiles in the kernel's row-major order; a pixel whose diamond is not safely in front of
+        the source counts every detector, as the kernel then does).
+    """
+    from .triton_kernels import GEOM_PARALLEL
+    h, w = grid.shape
+    n_det = geometry.detector_count
+    t = views.to(torch.float64)
+    _, code, det_scale, det_shift, sdd = _view_table(grid, geometry)
+    if code == GEOM_PARALLEL:
+        a_c, a_r, a_0, half = t[:, 0], t[:, 1], t[:, 2], t[:, 3]
+        j_max = a_c.abs() * w + a_r.abs() * h + a_0.abs() + half
+        bound = 2 * half + 2 * pad + _COUNT_MARGIN + 2.0**-18 * j_max
+        return torch.clamp(torch.floor(bound) + 1, max=n_det).to(torch.int32).contiguous()
+    th, tw = -(-h // tile_h), -(-w // tile_w)
+    rows = torch.arange(th * tile_h, device=views.device, dtype=torch.float64)
+    cols = torch.arange(tw * tile_w, device=views.device, dtype=torch.float64)
+    inside = (rows[:, None] < h) & (cols[None, :] < w)
+    rf, cf = rows[:, None], cols[None, :]
+    out = torch.empty(t.shape[0], th * tw, dtype=torch.int32, device=views.device)
+    chunk = max(1, (1 << 20) // (th * tile_h * tw * tile_w))
+    for v0 in range(0, t.shape[0], chunk):
+        p = t[v0:v0 + chunk, :, None, None]  # (c, 8, 1, 1)
+        p0, p1, p2, p3, p4, p5 = (p[:, i] for i in range(6))
+        along = p0 * cf + p1 * rf + p2
+        across = p3 * cf + p4 * rf + p5
+        tans = torch.stack([(across + p3) / (along + p0), (across - p3) / (along - p0),
+                            (across + p4) / (along + p1), (across - p4) / (along - p1)])
+        t_min, t_max = tans.amin(0), tans.amax(0)
+        if code == 2:  # curved
+            t_min, t_max = torch.atan(t_min), torch.atan(t_max)
+        j_lo = sdd * t_min * det_scale + det_shift
+        j_hi = sdd * t_max * det_scale + det_shift
+        bound = (j_hi - j_lo) + 2 * pad + _COUNT_MARGIN + 2.0**-18 * (j_lo.abs() + j_hi.abs())
+        count = torch.floor(bound) + 1
+        slack = 1e-4 * (along.abs() + p0.abs() + p1.abs())
+        front = (along - p0.abs() - p1.abs()) > slack
+        count = torch.where(front & torch.isfinite(count), count, float(n_det))
+        count = torch.clamp(count, max=n_det) * inside
+        tiles = count.reshape(-1, th, tile_h, tw, tile_w).amax(dim=(2, 4))
+        out[v0:v0 + chunk] = tiles.reshape(-1, th * tw).to(torch.int32)
+    return out.contiguous()
 
 
 class TritonBackend:
@@ -197,13 +318,15 @@ class TritonBackend:
     config : KernelConfig, optional
         Tile sizes; default :meth:`KernelConfig.default` for the batch size of each call.
 
-    Methods take ``x`` ``(B, H, W)`` / ``y`` ``(B, V, D)`` float32 or float64 tensors and the
-    operator's ray table ``(4, V, D)`` float64 on the same device. Derived tables (float64
-    slope / intercept / signed step, int32 step ranges, float32 view table) are cached per
+    Methods take ``x`` ``(B, H, W)`` / ``y`` ``(B, V, D)`` tensors (float32, float64, float16
+    or bfloat16; the result has the same dtype) and the operator's ray table ``(4, V, D)``
+    float64 on the same device. Derived tables (float64 slope / intercept / signed step, int32
+    step ranges, float32 view table, int32 candidate counts per tile shape) are cached per
     device; :meth:`clear` drops them.
     """
 
     name = "triton"
+    supports_half = True  # float16 / bfloat16 storage, float32 accumulation
 
     def __init__(self, grid: ImageGrid, geometry, config: Optional[KernelConfig] = None):
         ok, why = triton_available()
@@ -244,16 +367,25 @@ class TritonBackend:
             step=torch.where(vertical, step, -step).contiguous(),
             kmin=kmin.contiguous(), kmax=kmax.contiguous(),
             views=torch.from_numpy(views).to(table.device), geom=code,
-            det_scale=float(det_scale), det_shift=float(det_shift), sdd=float(sdd))
+            det_scale=float(det_scale), det_shift=float(det_shift), sdd=float(sdd), counts={})
         self._cache[key] = cached
         return cached
+
+    def counts(self, tabs: dict, tile_h: int, tile_w: int) -> torch.Tensor:
+        """The adjoint's candidate-count table for one tile shape (cached with ``tabs``)."""
+        from .triton_kernels import CANDIDATE_PAD, GEOM_PARALLEL
+        key = (tile_h, tile_w) if tabs["geom"] != GEOM_PARALLEL else None
+        if key not in tabs["counts"]:
+            tabs["counts"][key] = candidate_counts(self.grid, self.geometry, tabs["views"],
+                                                   tile_h, tile_w, CANDIDATE_PAD)
+        return tabs["counts"][key]
 
     # -- helpers --------------------------------------------------------------------------------
     @staticmethod
     def _check(name: str, t: torch.Tensor, trailing) -> None:
-        if t.dtype not in (torch.float32, torch.float64):
-            raise TypeError(f"{name} must be float32 or float64 for the triton backend, got "
-                            f"{t.dtype}")
+        if t.dtype not in SUPPORTED_DTYPES:
+            raise TypeError(f"{name} must be float32, float64, float16 or bfloat16 for the "
+                            f"triton backend, got {t.dtype}")
         if t.dim() != 3 or tuple(t.shape[1:]) != tuple(trailing):
             raise ValueError(f"{name} must have shape (B, {trailing[0]}, {trailing[1]}), got "
                              f"{tuple(t.shape)}")
@@ -261,8 +393,8 @@ class TritonBackend:
             raise RuntimeError(f"{name} is on {t.device}; the triton backend needs CUDA tensors "
                                "(or TRITON_INTERPRET=1 for the CPU interpreter)")
 
-    def _config(self, batch: int) -> KernelConfig:
-        return self.config if self.config is not None else KernelConfig.default(batch)
+    def _config(self, batch: int, dtype: torch.dtype) -> KernelConfig:
+        return self.config if self.config is not None else KernelConfig.default(batch, dtype)
 
     @staticmethod
     def _batch_chunks(batch: int, per_item: int):
@@ -294,18 +426,19 @@ class TritonBackend:
         import triton.language as tl
         h, w = self.grid.shape
         b = x.shape[0]
-        cfg = self._config(b)
+        cfg = self._config(b, x.dtype)
         channels_last = cfg.channels_last and b > 1
         halves = 2 if cfg.transposed else 1
         if channels_last:
             # (halves, pixels, Bp): image (H, W) then its transpose (W, H), batch innermost and
             # padded with zeros to Bp, a multiple of 4 and of the batch tile.
-            bp = _padded_batch(b, cfg.b_block)
+            vec = _vector_width(x.dtype)
+            bp = _padded_batch(b, cfg.b_block, vec)
             xs = x.new_zeros(halves, h * w, bp) if bp != b else x.new_empty(halves, h * w, bp)
             xs[0, :, :b].view(h, w, b).copy_(x.permute(1, 2, 0))
             if cfg.transposed:
                 xs[1, :, :b].view(w, h, b).copy_(x.permute(2, 1, 0))
-            vec, x_pix_q, x_b, x_half_q = 4, bp // 4, 1, h * w * bp // 4
+            x_pix_q, x_b, x_half_q = bp // vec, 1, h * w * bp // vec
             even = bp % cfg.b_block == 0
         else:  # (halves, B, pixels)
             xs = x.new_empty(halves, b, h * w)
@@ -314,14 +447,14 @@ class TritonBackend:
                 xs[1].view(b, w, h).copy_(x.transpose(1, 2))
             vec, x_pix_q, x_b, x_half_q = 1, 1, h * w, b * h * w
             even = b % cfg.b_block == 0
-        dtype = tl.float64 if x.dtype == torch.float64 else tl.float32
+        dtype = _accumulator(x.dtype)
         grid = (triton.cdiv(v, cfg.view_block) * triton.cdiv(d, cfg.det_block),
                 triton.cdiv(b, cfg.b_block))
         K.joseph_forward_kernel[grid](
             xs, out, tabs["slope"], tabs["icpt"], tabs["step"], tabs["kmin"], tabs["kmax"],
             v, d, b, w, h, x_pix_q, x_b, x_half_q, 1, v * d,
-            VIEW_BLOCK=cfg.view_block, DET_BLOCK=cfg.det_block, B_BLOCK=cfg.b_block,
-            TRANSPOSED=cfg.transposed, VEC=vec, EVEN_B=even, DTYPE=dtype,
+            VIEW_BLOCK=cfg.view_block, DET_BLOCK=cfg.det_block, GROUP=cfg.group,
+            GROUPS=cfg.groups, TRANSPOSED=cfg.transposed, VEC=vec, EVEN_B=even, DTYPE=dtype,
             num_warps=cfg.num_warps)
 
     def adjoint(self, y: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
@@ -346,23 +479,31 @@ class TritonBackend:
         import triton.language as tl
         h, w = self.grid.shape
         b = y.shape[0]
-        cfg = self._config(b)
+        cfg = self._config(b, y.dtype)
         if cfg.channels_last and b > 1:  # (V D, Bp), zero-padded batch as in the forward
-            bp = _padded_batch(b, cfg.b_block)
+            vec = _vector_width(y.dtype)
+            bp = _padded_batch(b, cfg.b_block, vec)
             ys = y.new_zeros(v * d, bp) if bp != b else y.new_empty(v * d, bp)
             ys[:, :b].copy_(y.permute(1, 2, 0).reshape(v * d, b))
-            vec, y_ray_q, y_b = 4, bp // 4, 1
+            y_ray_q, y_b = bp // vec, 1
             even = bp % cfg.b_block == 0
         else:
             ys = y.contiguous()
             vec, y_ray_q, y_b = 1, 1, v * d
             even = b % cfg.b_block == 0
-        dtype = tl.float64 if y.dtype == torch.float64 else tl.float32
+        dtype = _accumulator(y.dtype)
         grid = (triton.cdiv(h, cfg.tile_h) * triton.cdiv(w, cfg.tile_w),
                 triton.cdiv(b, cfg.b_block))
+        from_table = cfg.adjoint_count == "table"
+        counts = self.counts(tabs, cfg.tile_h, cfg.tile_w) if from_table else tabs["kmin"]
+        per_tile = from_table and counts.dim() == 2  # fan beam: (V, tiles); parallel: (V,)
+        count_v_stride, count_t_stride = (counts.shape[1], 1) if per_tile else (1, 0)
         K.joseph_adjoint_kernel[grid](
             ys, out, tabs["slope"], tabs["icpt"], tabs["step"], tabs["views"],
+            counts, count_v_stride, count_t_stride,
             v, d, b, h, w, y_ray_q, y_b, 1, h * w,
             tabs["det_scale"], tabs["det_shift"], tabs["sdd"],
-            TILE_H=cfg.tile_h, TILE_W=cfg.tile_w, B_BLOCK=cfg.b_block, GEOM=tabs["geom"],
-            PAD=K.CANDIDATE_PAD, VEC=vec, EVEN_B=even, DTYPE=dtype, num_warps=cfg.num_warps)
+            TILE_H=cfg.tile_h, TILE_W=cfg.tile_w, GROUP=cfg.group, GROUPS=cfg.groups,
+            GEOM=tabs["geom"],
+            PAD=K.CANDIDATE_PAD, VEC=vec, EVEN_B=even, DTYPE=dtype,
+            COUNT_FROM_TABLE=from_table, num_warps=cfg.num_warps)

@@ -1,32 +1,33 @@
 """Triton kernels of the Joseph projector pair (see :mod:`operators._joseph`).
 
 Both kernels evaluate the coefficients of :func:`operators._joseph.joseph_coefficients` from the
-same per-ray table, in float64, and cast each weight to the data dtype exactly as the reference
-backend does, so the pair is matched to float32 rounding and agrees with the reference.
+same per-ray table, in float64, and cast each weight to the accumulation dtype as the reference
+backend does, so the pair is matched to float32 rounding and agrees with the reference. Images
+and sinograms may be stored in float32, float64, float16 or bfloat16; accumulation is float32
+(float64 for float64) and the result is rounded once to the storage dtype.
 
 ``joseph_forward_kernel`` (ray-driven gather)
     One program owns a tile of ``VIEW_BLOCK x DET_BLOCK`` rays (neighbouring views and
-    detectors, so that their samples hit the same cache lines) times ``B_BLOCK`` images. It walks
-    the steps ``k`` that any of its rays spends inside the grid, computes ``t = slope k +
-    intercept`` once per ray and step, and gathers the two neighbouring pixels of every image of
-    the batch tile. With the image stored channels-last ``(H, W, B)`` one gather reads
-    ``B_BLOCK`` contiguous floats (a full 32-byte sector from 8 images on), whichever axis the
-    ray steps over.
+    detectors, so that their samples hit the same cache lines) times ``GROUPS`` groups of
+    ``GROUP`` images, one accumulator per group. It walks the steps ``k`` that any of its rays
+    spends inside the grid, computes ``t = slope k + intercept`` once per ray and step, and
+    gathers the two neighbouring pixels of every image of the batch tile. With the image stored
+    channels-last ``(H, W, B)`` one gather reads ``GROUP`` contiguous values, whichever axis
+    the ray steps over.
 
 ``joseph_adjoint_kernel`` (pixel-driven gather, no atomics, deterministic)
-    One program owns a ``TILE_H x TILE_W`` block of pixels times ``B_BLOCK`` images. For each
+    One program owns a ``TILE_H x TILE_W`` block of pixels times the same batch tile. For each
     view it finds, per pixel, the contiguous detector interval of rays that can touch the pixel:
     a ray touches pixel ``(r, c)`` only if it passes through the diamond with vertices
     ``(r, c +- 1)``, ``(r +- 1, c)`` (a vertical ray crosses row ``r`` within ``(c - 1, c + 1)``,
     a horizontal ray crosses column ``c`` within ``(r - 1, r + 1)``), and the rays of one view
     through a convex set not containing the source form a contiguous detector interval (the
     projection of the diamond's vertices: affine in parallel beam, through the source in fan
-    beam, flat or curved). Every candidate ray is then re-evaluated with the forward's own
-    arithmetic, so each pixel receives exactly the weights the forward gave it, whatever the
-    ray's dominant axis.
+    beam, flat or curved). Every candidate ray is then re-evaluated with the forward's float64
+    ``t`` and dominant axis, so each pixel receives the weights the forward gave it.
 
-Index arithmetic is int32: callers keep every tensor below ``2**31`` elements (the backend
-splits the batch).
+Versions, launch heuristics and measured numbers: ``KERNELS.md``. Index arithmetic is int32:
+callers keep every tensor below ``2**31`` elements (the backend splits the batch).
 """
 
 from __future__ import annotations
@@ -50,14 +51,49 @@ VIEW_PARAMS = 8
 
 
 @triton.jit
+def _batch_groups(pid_b, LANES: tl.constexpr, GROUP: tl.constexpr, GROUPS: tl.constexpr,
+                  DTYPE: tl.constexpr):
+    """Image indices of the program's groups (4; only the first ``GROUPS`` are used) and their
+    zeroed ``(LANES, GROUP)`` accumulators."""
+    bs0 = pid_b * (GROUP * GROUPS) + tl.arange(0, GROUP)
+    zero = tl.zeros([LANES, GROUP], dtype=DTYPE)
+    return bs0, bs0 + GROUP, bs0 + 2 * GROUP, bs0 + 3 * GROUP, zero, zero, zero, zero
+
+
+@triton.jit
+def _gather_pair(x_ptr, base0, base1, b_off, m0, m1, w0, w1, acc, DTYPE: tl.constexpr):
+    """``acc + w0 x[base0 + b_off] + w1 x[base1 + b_off]`` for one group of images."""
+    x0 = tl.load(x_ptr + base0 + b_off, mask=m0, other=0.0)
+    x1 = tl.load(x_ptr + base1 + b_off, mask=m1, other=0.0)
+    return acc + w0 * x0.to(DTYPE) + w1 * x1.to(DTYPE)
+
+
+@triton.jit
+def _group_masks(ok, bs, n_batch, LANES: tl.constexpr, GROUP: tl.constexpr,
+                 EVEN_B: tl.constexpr):
+    """The ``(LANES, GROUP)`` load mask of one group: ``ok`` per lane, and the batch bound
+    unless the padded batch fills every tile (then the loads stay unsplit vectors)."""
+    if EVEN_B:
+        return tl.broadcast_to(ok[:, None], [LANES, GROUP])
+    return ok[:, None] & (bs < n_batch)[None, :]
+
+
+@triton.jit
 def joseph_forward_kernel(
         x_ptr, out_ptr, slope_ptr, icpt_ptr, step_ptr, kmin_ptr, kmax_ptr,
         n_views, n_det, n_batch, width, height,
         x_pix_q, x_b_stride, x_half_q, out_ray_stride, out_b_stride,
-        VIEW_BLOCK: tl.constexpr, DET_BLOCK: tl.constexpr, B_BLOCK: tl.constexpr,
-        TRANSPOSED: tl.constexpr, VEC: tl.constexpr, EVEN_B: tl.constexpr,
-        DTYPE: tl.constexpr):
+        VIEW_BLOCK: tl.constexpr, DET_BLOCK: tl.constexpr, GROUP: tl.constexpr,
+        GROUPS: tl.constexpr, TRANSPOSED: tl.constexpr, VEC: tl.constexpr,
+        EVEN_B: tl.constexpr, DTYPE: tl.constexpr):
     """``out[b, v, j] = sum_k w0 x[b, p0] + w1 x[b, p1]`` for a tile of rays and images.
+
+    One program: ``VIEW_BLOCK x DET_BLOCK`` rays times ``GROUPS`` groups of ``GROUP`` images
+    (``B_BLOCK = GROUPS GROUP``; ``GROUPS`` <= 4). Each group has its own accumulator
+    ``(rays, GROUP)``: with ``GROUP`` one vector load wide (4 float32, 8 half) and 32
+    ``num_warps`` rays per program, a thread owns one ray and computes its coefficients once
+    for all its groups (v2); with one group of ``B_BLOCK`` images the compiler spreads a ray's
+    images over several threads, each repeating the coefficient arithmetic (v1).
 
     Ray ``(v, j)`` has table index ``v * n_det + j``. ``step`` is signed: positive for rays
     that step over rows (vertical), negative for rays that step over columns. ``kmin, kmax``
@@ -67,23 +103,22 @@ def joseph_forward_kernel(
     transposed image at ``x_ptr + VEC x_half_q``, pixel ``c H + r``, and rays that step over
     columns read it, so that for every ray the two neighbours ``i0, i0 + 1`` and the
     neighbouring rays of the tile are adjacent in memory. Strides are passed divided by ``VEC``
-    (4 for the channels-last layout, whose batch is padded to a multiple of 4) so that the
-    compiler can prove 16-byte alignment and read 4 images per 128-bit load; ``EVEN_B`` (the
-    padded batch is a multiple of ``B_BLOCK``) drops the batch mask from the loads, which
-    would otherwise split them.
+    (the channels-last batch is padded to a multiple of it) so that the compiler can prove
+    16-byte alignment and read ``VEC`` images per 128-bit load; ``EVEN_B`` (the padded batch is
+    a multiple of ``B_BLOCK``) drops the batch mask from the loads, which would otherwise split
+    them.
     """
+    LANES: tl.constexpr = VIEW_BLOCK * DET_BLOCK
     pid_r = tl.program_id(0)
     pid_b = tl.program_id(1)
     det_tiles = tl.cdiv(n_det, DET_BLOCK)
     v0 = (pid_r // det_tiles) * VIEW_BLOCK
     j0 = (pid_r % det_tiles) * DET_BLOCK
-    lane = tl.arange(0, VIEW_BLOCK * DET_BLOCK)
+    lane = tl.arange(0, LANES)
     v = v0 + lane // DET_BLOCK
     j = j0 + lane % DET_BLOCK
     rmask = (v < n_views) & (j < n_det)
     ray = v * n_det + j
-    bs = pid_b * B_BLOCK + tl.arange(0, B_BLOCK)
-    bmask = bs < n_batch
 
     slope = tl.load(slope_ptr + ray, mask=rmask, other=0.0)
     icpt = tl.load(icpt_ptr + ray, mask=rmask, other=0.0)
@@ -105,9 +140,8 @@ def joseph_forward_kernel(
     k_lo = tl.min(kmin, axis=0)
     k_hi = tl.max(kmax, axis=0)
 
-    b_off = (bs * x_b_stride)[None, :]
-    bm = bmask[None, :]
-    acc = tl.zeros([VIEW_BLOCK * DET_BLOCK, B_BLOCK], dtype=DTYPE)
+    bs0, bs1, bs2, bs3, acc0, acc1, acc2, acc3 = _batch_groups(pid_b, LANES, GROUP, GROUPS,
+                                                               DTYPE)
     for k in range(k_lo, k_hi):
         t = slope * k + icpt
         f = tl.floor(t)
@@ -116,22 +150,52 @@ def joseph_forward_kernel(
         live = (k >= kmin) & (k < kmax)
         ok0 = live & (i0 >= 0) & (i0 < n_other)
         ok1 = live & (i0 >= -1) & (i0 < n_other - 1)
-        w0 = ((1.0 - frac) * step).to(DTYPE)
-        w1 = (frac * step).to(DTYPE)
+        w0 = ((1.0 - frac) * step).to(DTYPE)[:, None]
+        w1 = (frac * step).to(DTYPE)[:, None]
         p0 = k * stride_k + i0 * stride_i
-        p1 = p0 + stride_i
-        if EVEN_B:
-            m0 = tl.broadcast_to(ok0[:, None], [VIEW_BLOCK * DET_BLOCK, B_BLOCK])
-            m1 = tl.broadcast_to(ok1[:, None], [VIEW_BLOCK * DET_BLOCK, B_BLOCK])
-        else:
-            m0 = ok0[:, None] & bm
-            m1 = ok1[:, None] & bm
-        x0 = tl.load(x_ptr + ((half + p0 * x_pix_q) * VEC)[:, None] + b_off, mask=m0, other=0.0)
-        x1 = tl.load(x_ptr + ((half + p1 * x_pix_q) * VEC)[:, None] + b_off, mask=m1, other=0.0)
-        acc += w0[:, None] * x0 + w1[:, None] * x1
+        base0 = ((half + p0 * x_pix_q) * VEC)[:, None]
+        base1 = ((half + (p0 + stride_i) * x_pix_q) * VEC)[:, None]
+        acc0 = _gather_pair(x_ptr, base0, base1, (bs0 * x_b_stride)[None, :],
+                            _group_masks(ok0, bs0, n_batch, LANES, GROUP, EVEN_B),
+                            _group_masks(ok1, bs0, n_batch, LANES, GROUP, EVEN_B),
+                            w0, w1, acc0, DTYPE)
+        if GROUPS > 1:
+            acc1 = _gather_pair(x_ptr, base0, base1, (bs1 * x_b_stride)[None, :],
+                                _group_masks(ok0, bs1, n_batch, LANES, GROUP, EVEN_B),
+                                _group_masks(ok1, bs1, n_batch, LANES, GROUP, EVEN_B),
+                                w0, w1, acc1, DTYPE)
+        if GROUPS > 2:
+            acc2 = _gather_pair(x_ptr, base0, base1, (bs2 * x_b_stride)[None, :],
+                                _group_masks(ok0, bs2, n_batch, LANES, GROUP, EVEN_B),
+                                _group_masks(ok1, bs2, n_batch, LANES, GROUP, EVEN_B),
+                                w0, w1, acc2, DTYPE)
+            acc3 = _gather_pair(x_ptr, base0, base1, (bs3 * x_b_stride)[None, :],
+                                _group_masks(ok0, bs3, n_batch, LANES, GROUP, EVEN_B),
+                                _group_masks(ok1, bs3, n_batch, LANES, GROUP, EVEN_B),
+                                w0, w1, acc3, DTYPE)
 
-    out_off = (ray * out_ray_stride)[:, None] + (bs * out_b_stride)[None, :]
-    tl.store(out_ptr + out_off, acc, mask=rmask[:, None] & bm)
+    _store_groups(out_ptr, ray * out_ray_stride, rmask, out_b_stride, n_batch,
+                  bs0, bs1, bs2, bs3, acc0, acc1, acc2, acc3, GROUPS)
+
+
+@triton.jit
+def _store_group(out_ptr, lane_off, lane_mask, bs, b_stride, n_batch, acc):
+    """Store one group's ``(lanes, GROUP)`` accumulator, rounded to the output dtype."""
+    off = lane_off[:, None] + (bs * b_stride)[None, :]
+    mask = lane_mask[:, None] & (bs < n_batch)[None, :]
+    tl.store(out_ptr + off, acc.to(out_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def _store_groups(out_ptr, lane_off, lane_mask, b_stride, n_batch, bs0, bs1, bs2, bs3,
+                  acc0, acc1, acc2, acc3, GROUPS: tl.constexpr):
+    """Store the first ``GROUPS`` (1, 2 or 4) groups' accumulators."""
+    _store_group(out_ptr, lane_off, lane_mask, bs0, b_stride, n_batch, acc0)
+    if GROUPS > 1:
+        _store_group(out_ptr, lane_off, lane_mask, bs1, b_stride, n_batch, acc1)
+    if GROUPS > 2:
+        _store_group(out_ptr, lane_off, lane_mask, bs2, b_stride, n_batch, acc2)
+        _store_group(out_ptr, lane_off, lane_mask, bs3, b_stride, n_batch, acc3)
 
 
 @triton.jit
@@ -154,13 +218,18 @@ def _atan(z):
 @triton.jit
 def joseph_adjoint_kernel(
         y_ptr, out_ptr, slope_ptr, icpt_ptr, step_ptr, view_ptr,
+        count_ptr, count_v_stride, count_t_stride,
         n_views, n_det, n_batch, height, width,
         y_ray_q, y_b_stride, out_pix_stride, out_b_stride,
         det_scale, det_shift, sdd,
-        TILE_H: tl.constexpr, TILE_W: tl.constexpr, B_BLOCK: tl.constexpr,
+        TILE_H: tl.constexpr, TILE_W: tl.constexpr, GROUP: tl.constexpr, GROUPS: tl.constexpr,
         GEOM: tl.constexpr, PAD: tl.constexpr, VEC: tl.constexpr, EVEN_B: tl.constexpr,
-        DTYPE: tl.constexpr):
+        DTYPE: tl.constexpr, COUNT_FROM_TABLE: tl.constexpr):
     """``out[b, p] = sum over rays of weight(ray, p) * y[b, ray]`` for a tile of pixels.
+
+    One program: ``TILE_H x TILE_W`` pixels times ``GROUPS`` groups of ``GROUP`` images, one
+    accumulator per group, as in :func:`joseph_forward_kernel` (v2: a thread owns a pixel and
+    evaluates each candidate ray's coefficients once for all its groups).
 
     View table row ``v`` (``VIEW_PARAMS`` float32):
 
@@ -173,11 +242,19 @@ def joseph_adjoint_kernel(
 
     Ray ``ray`` of image ``b`` is at ``y_ptr + VEC ray y_ray_q + b y_b_stride`` (``VEC``,
     ``EVEN_B`` as in the forward kernel).
+
+    Candidates per pixel and view: with ``COUNT_FROM_TABLE`` (v2, the default) the loop runs
+    ``count[v * count_v_stride + tile * count_t_stride]`` times, an upper bound of every pixel's
+    interval length precomputed on the host (per view in parallel beam, stride 0 over tiles;
+    per view and tile in fan beam), so the loop bound is a scalar load; without it (v1) it is
+    the maximum over the tile's pixels, a reduction across the program's warps in every view.
+    Lanes past their own interval are masked either way, so both give the same sums.
     """
+    LANES: tl.constexpr = TILE_H * TILE_W
     pid_p = tl.program_id(0)
     pid_b = tl.program_id(1)
     tiles_w = tl.cdiv(width, TILE_W)
-    lane = tl.arange(0, TILE_H * TILE_W)
+    lane = tl.arange(0, LANES)
     r = (pid_p // tiles_w) * TILE_H + lane // TILE_W
     c = (pid_p % tiles_w) * TILE_W + lane % TILE_W
     pmask = (r < height) & (c < width)
@@ -185,11 +262,8 @@ def joseph_adjoint_kernel(
     cf = c.to(tl.float32)
     rd = r.to(tl.float64)
     cd = c.to(tl.float64)
-    bs = pid_b * B_BLOCK + tl.arange(0, B_BLOCK)
-    bmask = bs < n_batch
-    b_off = (bs * y_b_stride)[None, :]
-    bm = bmask[None, :]
-    acc = tl.zeros([TILE_H * TILE_W, B_BLOCK], dtype=DTYPE)
+    bs0, bs1, bs2, bs3, acc0, acc1, acc2, acc3 = _batch_groups(pid_b, LANES, GROUP, GROUPS,
+                                                               DTYPE)
 
     for v in range(0, n_views):
         row = view_ptr + v * 8
@@ -230,7 +304,10 @@ def joseph_adjoint_kernel(
         j_first = tl.maximum(-tl.floor(PAD - j_lo), 0.0).to(tl.int32)  # ceil(j_lo - PAD)
         j_last = tl.minimum(tl.floor(j_hi + PAD), n_det - 1.0).to(tl.int32)
         j_last = tl.where(usable, j_last, j_first - 1)
-        count = tl.max(j_last - j_first + 1, axis=0)
+        if COUNT_FROM_TABLE:
+            count = tl.load(count_ptr + v * count_v_stride + pid_p * count_t_stride)
+        else:
+            count = tl.max(j_last - j_first + 1, axis=0)
         for cand in range(0, count):  # (not ``m``: the body's mask must not shadow it)
             j = j_first + cand
             ok = j <= j_last
@@ -241,22 +318,38 @@ def joseph_adjoint_kernel(
             vert = stepv > 0
             step = tl.abs(stepv)
             kk = tl.where(vert, rd, cd)
-            other = tl.where(vert, c, r)
+            other = tl.where(vert, cd, rd)
+            # Joseph's two weights as one tent, (1 - |t - other|) step: with i0 = floor(t),
+            # (1 - frac) step when i0 = other, frac step when i0 + 1 = other (both
+            # subtractions are exact there, so the weights are the reference's bit for bit
+            # except when t is within an ulp of 0 or 1), and <= 0 otherwise.
             t = slope * kk + icpt
-            f = tl.floor(t)
-            frac = t - f
-            i0 = f.to(tl.int32)
-            w = tl.where(i0 == other, (1.0 - frac) * step,
-                         tl.where(i0 + 1 == other, frac * step, 0.0))
-            hit = ok & (w != 0.0)
-            w = tl.where(hit, w, 0.0).to(DTYPE)
-            if EVEN_B:
-                ymask = tl.broadcast_to(hit[:, None], [TILE_H * TILE_W, B_BLOCK])
-            else:
-                ymask = hit[:, None] & bm
-            yv = tl.load(y_ptr + (ray * y_ray_q * VEC)[:, None] + b_off, mask=ymask, other=0.0)
-            acc += w[:, None] * yv
+            w = (1.0 - tl.abs(t - other)) * step
+            hit = ok & (w > 0.0)
+            w = tl.where(hit, w, 0.0).to(DTYPE)[:, None]
+            base = (ray * y_ray_q * VEC)[:, None]
+            acc0 = _gather_one(y_ptr, base, (bs0 * y_b_stride)[None, :],
+                               _group_masks(hit, bs0, n_batch, LANES, GROUP, EVEN_B), w, acc0,
+                               DTYPE)
+            if GROUPS > 1:
+                acc1 = _gather_one(y_ptr, base, (bs1 * y_b_stride)[None, :],
+                                   _group_masks(hit, bs1, n_batch, LANES, GROUP, EVEN_B), w,
+                                   acc1, DTYPE)
+            if GROUPS > 2:
+                acc2 = _gather_one(y_ptr, base, (bs2 * y_b_stride)[None, :],
+                                   _group_masks(hit, bs2, n_batch, LANES, GROUP, EVEN_B), w,
+                                   acc2, DTYPE)
+                acc3 = _gather_one(y_ptr, base, (bs3 * y_b_stride)[None, :],
+                                   _group_masks(hit, bs3, n_batch, LANES, GROUP, EVEN_B), w,
+                                   acc3, DTYPE)
 
     pix = r * width + c
-    out_off = (pix * out_pix_stride)[:, None] + (bs * out_b_stride)[None, :]
-    tl.store(out_ptr + out_off, acc, mask=pmask[:, None] & bm)
+    _store_groups(out_ptr, pix * out_pix_stride, pmask, out_b_stride, n_batch,
+                  bs0, bs1, bs2, bs3, acc0, acc1, acc2, acc3, GROUPS)
+
+
+@triton.jit
+def _gather_one(y_ptr, base, b_off, mask, w, acc, DTYPE: tl.constexpr):
+    """``acc + w y[base + b_off]`` for one group of images."""
+    yv = tl.load(y_ptr + base + b_off, mask=mask, other=0.0)
+    return acc + w * yv.to(DTYPE)

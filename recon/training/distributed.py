@@ -13,6 +13,7 @@ import atexit
 import os
 import socket
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, List, Optional, Sequence
@@ -138,6 +139,8 @@ def _spawned(rank: int, fn: Callable, world_size: int, backend: str, port: int,
         result = fn(rank, world_size, *args)
         torch.save(result, Path(result_dir) / f"rank{rank}.pt")
         dist.barrier()
+        # Past the barrier every rank has saved its result: what follows is teardown only.
+        (Path(result_dir) / f"rank{rank}.done").touch()
     finally:
         dist.destroy_process_group()
 
@@ -174,7 +177,19 @@ def run_distributed(fn: Callable, world_size: int, backend: str = "gloo",
     import torch.multiprocessing as mp
 
     with tempfile.TemporaryDirectory(prefix="run_distributed_") as tmp:
-        mp.spawn(_spawned, args=(fn, world_size, backend, _free_port(), tmp, tuple(args)),
-                 nprocs=world_size, join=True)
+        context = mp.spawn(_spawned, args=(fn, world_size, backend, _free_port(), tmp,
+                                           tuple(args)), nprocs=world_size, join=False)
+        try:
+            while not context.join():
+                pass
+        except mp.ProcessExitedException as exc:
+            # gloo can abort a process while it tears down (SIGABRT, "terminate called without
+            # an active exception"), after every rank has finished and saved its result; that
+            # loses nothing, so keep the results and say so. A crash before that is an error.
+            if not all((Path(tmp) / f"rank{r}.done").exists() for r in range(world_size)):
+                raise
+            warnings.warn(f"run_distributed: {exc} after every rank had finished and saved "
+                          "its result (a crash in the process group's teardown); the results "
+                          "are kept", RuntimeWarning, stacklevel=2)
         return [torch.load(Path(tmp) / f"rank{r}.pt", weights_only=False)
                 for r in range(world_size)]

@@ -19,7 +19,7 @@ A = XRayTransform(GRID, GEOM)
     (torch.zeros(9, 8), ValueError, "x must end in"),
     (torch.zeros(8, 9, dtype=torch.int32), TypeError, "x has integer"),
     (torch.zeros(8, 9, dtype=torch.complex64), TypeError, "x has complex"),
-    (torch.zeros(8, 9, dtype=torch.float16), TypeError, "x has half-precision"),
+    (torch.zeros(8, 9, dtype=torch.float8_e4m3fn), TypeError, "x has unsupported floating"),
     (torch.full((8, 9), float("nan")), ValueError, "x contains NaN or Inf"),
     (torch.full((2, 8, 9), float("inf")), ValueError, "x contains NaN or Inf"),
     ([[0.0] * 9] * 8, TypeError, "x must be a torch.Tensor"),
@@ -27,6 +27,25 @@ A = XRayTransform(GRID, GEOM)
 def test_forward_rejects(x, error, match):
     with pytest.raises(error, match=match):
         A(x)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_is_computed_in_float32_and_returned_in_its_dtype(dtype):
+    """The CPU backends have no half-precision arithmetic: they compute in float32 and round
+    the result once, so the error is that rounding (unit roundoff 2**-11 / 2**-8)."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(2, 8, 9, generator=gen).to(dtype)
+    y = torch.rand(2, 5, 13, generator=gen).to(dtype)
+    unit = {torch.float16: 2.0**-11, torch.bfloat16: 2.0**-8}[dtype]
+    for out, exact in ((A(x), A(x.float())), (A.T(y), A.T(y.float()))):
+        assert out.dtype == dtype
+        assert float(((out.float() - exact).abs() / exact.abs().clamp_min(1e-6)).max()) <= unit
+
+
+def test_fbp_layers_still_refuse_half_precision():
+    from operators import FBP
+    with pytest.raises(TypeError, match="sinogram has half-precision"):
+        FBP(GRID, GEOM)(torch.zeros(5, 13, dtype=torch.float16))
 
 
 def test_adjoint_rejects_wrong_sinogram():

@@ -149,6 +149,24 @@ def ddp_fn(rank: int, world_size: int, out_dir: str, device: str = "cpu"):
             "indivisible_error": error, "evaluation": evaluation}
 
 
+def abort_at_exit_fn(rank: int, world_size: int):
+    """Finish, then make rank 1 abort while its interpreter shuts down (as gloo sometimes does
+    in teardown)."""
+    import atexit
+    import os
+    if rank == 1:
+        atexit.register(os.abort)
+    return rank * 10
+
+
+def abort_before_finishing_fn(rank: int, world_size: int):
+    """Rank 1 aborts before it has finished its work."""
+    import os
+    if rank == 1:
+        os.abort()
+    return rank
+
+
 # -- CLI ---------------------------------------------------------------------------------------
 def cnn_config(**kw) -> TrainConfig:
     base = dict(epochs=4, batch_size=8, lr=1e-2, seed=3, progress=False, device="cpu")

@@ -493,6 +493,16 @@ def test_ddp_two_processes_gloo_replicas_agree(tmp_path):
     assert (tmp_path / "ddp" / "best.pt").exists() and (tmp_path / "ddp" / "log.csv").exists()
 
 
+def test_run_distributed_keeps_results_of_a_crash_in_teardown():
+    """A process that dies after every rank has finished and saved (gloo's teardown abort) loses
+    nothing: the results are returned with a warning. One that dies earlier is an error."""
+    from torch.multiprocessing import ProcessExitedException
+    with pytest.warns(RuntimeWarning, match="after every rank had finished"):
+        assert run_distributed(W.abort_at_exit_fn, 2, backend="gloo") == [0, 10]
+    with pytest.raises(ProcessExitedException, match="SIGABRT"):
+        run_distributed(W.abort_before_finishing_fn, 2, backend="gloo")
+
+
 def test_run_distributed_validates_arguments():
     with pytest.raises(ValueError, match="world_size"):
         run_distributed(W.ddp_fn, 0)

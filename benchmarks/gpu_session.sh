@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# One device session in one call: the Triton tests on the GPU, then the benchmark against every
+# peer, results under OUTDIR. Run from the repository root on the GPU machine, with the peers'
+# wheels in .whl/ (benchmarks/PEERS.md; the device tool must carry .whl):
+#
+#     bash benchmarks/gpu_session.sh "$OUT"
+#
+# About 6-8 minutes on an H200: pytest ~1.5 min, benchmark <= BENCH_TIMEOUT (default 330 s;
+# after --budget-s only our default kernels still run). Extra benchmark arguments go in
+# BENCH_ARGS (e.g. BENCH_ARGS="--cases P512"). Everything is written as it goes, so a run cut
+# short still leaves its partial results.
+set -u
+OUT_DIR=${1:?usage: bash benchmarks/gpu_session.sh OUTDIR}
+mkdir -p "$OUT_DIR"
+PY=${PYTHON:-python3}
+if ls .whl/*.whl >/dev/null 2>&1; then
+    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+        --target /tmp/site .whl/*.whl || echo "wheel install failed: peers will be absent"
+    export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
+fi
+{ date -u; git rev-parse HEAD 2>/dev/null; nvidia-smi 2>&1 | head -15; } > "$OUT_DIR/machine.txt"
+
+timeout "${TEST_TIMEOUT:-200}" "$PY" -m pytest -q -rA -s -p no:cacheprovider \
+    tests/operators/test_triton_backend.py > "$OUT_DIR/pytest_triton.txt" 2>&1
+echo "pytest (triton, on the GPU) rc $?: $(tail -n 1 "$OUT_DIR/pytest_triton.txt")"
+grep -h "P512 adjoint relative errors" "$OUT_DIR/pytest_triton.txt"
+
+timeout "${BENCH_TIMEOUT:-330}" "$PY" benchmarks/gpu_bench.py --out "$OUT_DIR/bench" \
+    --budget-s "${BUDGET_S:-230}" ${BENCH_ARGS:-} > "$OUT_DIR/gpu_bench.log" 2>&1
+echo "benchmark rc $?"
+grep -E "^(=== |  ours|  torchtomo|  deepinv|  diffct)" "$OUT_DIR/gpu_bench.log" | cut -c1-150

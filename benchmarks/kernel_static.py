@@ -1,0 +1,174 @@
+"""Static report of the Triton kernels compiled for an H100/H200 (sm_90), no GPU needed.
+
+For each benchmark launch configuration (v1 and v2 ``KernelConfig``), compile the forward and
+adjoint kernels ahead of time with the runtime's specialisation (channels-last, aligned
+strides, float32) and count, in the generated code:
+
+* in the innermost loop's PTX (one step of a ray in the forward, one candidate ray of a pixel
+  in the adjoint): CTA barriers and shared-memory accesses (layout conversions of per-ray /
+  per-pixel values between the threads, or cross-warp reductions), 128-bit global loads,
+  float64 instructions, and all instructions;
+* ``instr / image``: those instructions over the images one thread serves per iteration, a
+  proxy for the issue cost of one gather (lower is better; it ignores memory stalls).
+
+Usage::
+
+    python benchmarks/kernel_static.py            # prints a markdown table
+
+Needs ``triton`` with its NVIDIA backend (CUDA builds of PyTorch and ``pip install triton``
+ship it); no GPU.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import torch  # noqa: E402
+import triton.language as tl  # noqa: E402
+from triton.backends.compiler import GPUTarget  # noqa: E402
+from triton.compiler import ASTSource  # noqa: E402
+import triton  # noqa: E402
+
+from operators.backends import triton_kernels as K  # noqa: E402
+from operators.backends.triton_backend import KernelConfig  # noqa: E402
+
+F32, F64, I32, C = "*fp32", "*fp64", "i32", "constexpr"
+
+FWD_SIG = dict(x_ptr=F32, out_ptr=F32, slope_ptr=F64, icpt_ptr=F64, step_ptr=F64,
+               kmin_ptr="*i32", kmax_ptr="*i32", n_views=I32, n_det=I32, n_batch=I32,
+               width=I32, height=I32, x_pix_q=I32, x_b_stride=C, x_half_q=I32,
+               out_ray_stride=C, out_b_stride=I32, VIEW_BLOCK=C, DET_BLOCK=C, GROUP=C,
+               GROUPS=C, TRANSPOSED=C, VEC=C, EVEN_B=C, DTYPE=C)
+ADJ_SIG = dict(y_ptr=F32, out_ptr=F32, slope_ptr=F64, icpt_ptr=F64, step_ptr=F64,
+               view_ptr=F32, count_ptr="*i32", count_v_stride=I32, count_t_stride=I32,
+               n_views=I32, n_det=I32, n_batch=I32, height=I32, width=I32,
+               y_ray_q=I32, y_b_stride=C, out_pix_stride=C, out_b_stride=I32,
+               det_scale="fp32", det_shift="fp32", sdd="fp32", TILE_H=C, TILE_W=C,
+               GROUP=C, GROUPS=C, GEOM=C, PAD=C, VEC=C, EVEN_B=C, DTYPE=C,
+               COUNT_FROM_TABLE=C)
+FWD_PTRS = ["x_ptr", "out_ptr", "slope_ptr", "icpt_ptr", "step_ptr", "kmin_ptr", "kmax_ptr"]
+ADJ_PTRS = ["y_ptr", "out_ptr", "slope_ptr", "icpt_ptr", "step_ptr", "view_ptr", "count_ptr"]
+
+
+def compile_sm90(fn, signature, constexprs, aligned, num_warps):
+    """Compile ``fn`` for sm_90 with ``aligned`` pointer arguments marked 16-byte aligned."""
+    attrs = {(fn.arg_names.index(a),): [["tt.divisibility", 16]] for a in aligned}
+    src = ASTSource(fn=fn, signature=signature, constexprs=constexprs, attrs=attrs)
+    return triton.compile(src, target=GPUTarget("cuda", 90, 32),
+                          options={"num_warps": num_warps})
+
+
+_STORAGE = {torch.float32: ("*fp32", 4), torch.bfloat16: ("*bf16", 8),
+            torch.float16: ("*fp16", 8)}
+
+
+def forward_kernel(cfg: KernelConfig, dtype: torch.dtype = torch.float32):
+    ptr, vec = _STORAGE[dtype]
+    vec = vec if cfg.channels_last else 1
+    sig = dict(FWD_SIG, x_ptr=ptr, out_ptr=ptr)
+    return compile_sm90(K.joseph_forward_kernel, sig, dict(
+        x_b_stride=1, out_ray_stride=1, VIEW_BLOCK=cfg.view_block, DET_BLOCK=cfg.det_block,
+        GROUP=cfg.group, GROUPS=cfg.groups, TRANSPOSED=cfg.transposed, VEC=vec, EVEN_B=True,
+        DTYPE=tl.float32), FWD_PTRS, cfg.num_warps)
+
+
+def adjoint_kernel(cfg: KernelConfig, dtype: torch.dtype = torch.float32,
+                   geom_code: int = K.GEOM_PARALLEL):
+    ptr, vec = _STORAGE[dtype]
+    vec = vec if cfg.channels_last else 1
+    sig = dict(ADJ_SIG, y_ptr=ptr, out_ptr=ptr)
+    return compile_sm90(K.joseph_adjoint_kernel, sig, dict(
+        y_b_stride=1, out_pix_stride=1, TILE_H=cfg.tile_h, TILE_W=cfg.tile_w, GROUP=cfg.group,
+        GROUPS=cfg.groups, GEOM=geom_code, PAD=K.CANDIDATE_PAD, VEC=vec, EVEN_B=True,
+        DTYPE=tl.float32, COUNT_FROM_TABLE=cfg.adjoint_count == "table"),
+        ADJ_PTRS, cfg.num_warps)
+
+
+def innermost_loop(ptx: str) -> list:
+    """PTX instructions of the innermost loop: from the label LLVM marks ``This Inner Loop
+    Header`` to the branch back to it (blocks laid out after that branch are not counted)."""
+    raw = ptx.splitlines()
+    header = None
+    for i, ln in enumerate(raw):
+        if "Inner Loop Header" in ln:
+            j = i
+            while j > 0 and not re.match(r"^\$L__\w+:", raw[j]):
+                j -= 1
+            header = re.match(r"^(\$L__\w+):", raw[j]).group(1), j
+    if header is None:
+        return []
+    label, start = header
+    for i in range(start + 1, len(raw)):
+        if re.search(r"\bbra(\.uni)?\s+" + re.escape(label) + ";", raw[i]):
+            body = [re.sub(r"^@!?%p\d+\s+", "", x.strip()) for x in raw[start + 1:i + 1]]
+            return [x for x in body if x and not x.startswith(("$L", "//", ".", "{", "}"))]
+    return []
+
+
+def report(kern, images_per_thread: int) -> dict:
+    ptx = kern.asm["ptx"]
+    loop = innermost_loop(ptx)
+    barrier = re.compile(r"^(bar\.sync|barrier\.sync|bar\.warp\.sync)")
+    return {
+        "barriers in loop": sum(bool(barrier.match(x)) for x in loop),
+        "shared in loop": sum(x.startswith(("ld.shared", "st.shared")) for x in loop),
+        "ld.v4 in loop": sum(bool(re.match(r"ld\.global[.\w]*\.v4", x)) for x in loop),
+        "f64 in loop": sum(bool(re.search(r"\.f64\b", x)) for x in loop),
+        "loop instr": len(loop),
+        "instr / image": len(loop) / images_per_thread,
+    }
+
+
+def images_per_thread(cfg: KernelConfig, lanes: int) -> float:
+    """Images one thread serves per loop iteration: the program's (lane, image) pairs over
+    its threads, when every thread holds distinct pairs."""
+    return lanes * cfg.b_block / (32 * cfg.num_warps)
+
+
+def v2_groups(batch: int, dtype: torch.dtype) -> KernelConfig:
+    """One ray / pixel per thread at any batch (groups of one 128-bit load, up to 4)."""
+    vec = _STORAGE[dtype][1]
+    groups = min(4, 1 << max(0, math.ceil(math.log2(-(-batch // vec)))))
+    return KernelConfig(view_block=4, det_block=32, tile_h=8, tile_w=16, b_block=vec * groups,
+                        group=vec)
+
+
+def rows(batches=(1, 2, 4, 8, 16, 32)):
+    for dtype in (torch.float32, torch.bfloat16):
+        for batch in batches:
+            versions = [("v1", KernelConfig.v1(batch)), ("default", KernelConfig.default(
+                batch, dtype))]
+            if batch > 1:
+                versions.append(("v2 groups", v2_groups(batch, dtype)))
+            for version, cfg in versions:
+                cells = []
+                for kern, lanes in ((forward_kernel(cfg, dtype), cfg.view_block * cfg.det_block),
+                                    (adjoint_kernel(cfg, dtype), cfg.tile_h * cfg.tile_w)):
+                    r = report(kern, images_per_thread(cfg, lanes))
+                    cells += [r["barriers in loop"], r["shared in loop"], r["f64 in loop"],
+                              r["loop instr"], f"{r['instr / image']:.1f}"]
+                yield [str(dtype).split(".")[-1], batch, version,
+                       f"{cfg.b_block}/{cfg.group}"] + cells
+
+
+def main() -> int:
+    head = ["dtype", "batch", "config", "b_block/group"] + [
+        f"{k} {m}" for k in ("fwd", "adj")
+        for m in ("barriers", "shared", "f64", "instr", "instr/image")]
+    print("Innermost loop of each kernel, compiled for sm_90 (no GPU), triton "
+          f"{triton.__version__}:\n")
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
+    for row in rows():
+        print("| " + " | ".join(str(c) for c in row) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
