@@ -254,10 +254,11 @@ def candidate_counts(grid: ImageGrid, geometry, views: torch.Tensor, tile_h: int
     """Upper bounds of the adjoint's candidate rays per pixel and view (``COUNT_FROM_TABLE``).
 
     ``views`` is the kernel's float32 view table ``(V, 8)`` on the target device. In the
-    kernel, pixel ``p`` visits detectors ``ceil(lo_p - pad) .. floor(hi_p + pad)``, so at most
-    ``floor(hi_p - lo_p + 2 pad) + 1``; this bound is evaluated here in float64 from the same
-    float32 parameters plus :data:`_COUNT_MARGIN` and a relative ``2**-18 |j|`` for the float32
-    rounding of the ends.
+    kernel, pixel ``p`` visits detectors ``ceil(lo_p - pad) .. floor(hi_p + pad)`` clipped to the
+    detector, so at most ``floor(hi_p - lo_p + 2 pad) + 1``; this bound is evaluated here in
+    float64 from the same float32 parameters, widened by :data:`_COUNT_MARGIN` and a relative
+    ``2**-18 |j|`` for the float32 rounding of the ends (fan beam: with the ends clipped as the
+    kernel clips them).
 
     Returns
     -------
@@ -296,8 +297,12 @@ def candidate_counts(grid: ImageGrid, geometry, views: torch.Tensor, tile_h: int
             t_min, t_max = torch.atan(t_min), torch.atan(t_max)
         j_lo = sdd * t_min * det_scale + det_shift
         j_hi = sdd * t_max * det_scale + det_shift
-        bound = (j_hi - j_lo) + 2 * pad + _COUNT_MARGIN + 2.0**-18 * (j_lo.abs() + j_hi.abs())
-        count = torch.floor(bound) + 1
+        # The kernel visits max(ceil(lo - pad), 0) .. min(floor(hi + pad), n_det - 1), with its
+        # float32 lo / hi within `slop` of these float64 values.
+        slop = 0.5 * _COUNT_MARGIN + 2.0**-18 * (j_lo.abs() + j_hi.abs())
+        first = torch.clamp(j_lo - pad - slop, min=0.0)
+        last = torch.clamp(j_hi + pad + slop, max=n_det - 1.0)
+        count = torch.clamp(torch.floor(last - first) + 1, min=0.0)
         slack = 1e-4 * (along.abs() + p0.abs() + p1.abs())
         front = (along - p0.abs() - p1.abs()) > slack
         count = torch.where(front & torch.isfinite(count), count, float(n_det))
