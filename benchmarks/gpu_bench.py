@@ -166,9 +166,10 @@ def ours_triton(case, dev):
 
 
 def ours_triton_config(version="default", **kw):
-    """Our kernels with an explicit launch: ``version`` "default" (v2), "v1" (the first
-    version's heuristic, ``KernelConfig.v1``) or "groups" (one ray / pixel per thread at every
-    batch: groups of 4 images, up to 4), then ``kw`` overrides."""
+    """Our kernels with an explicit launch: ``version`` "default" (v3), "v1" (the first
+    version's launch, masks and candidate count, ``KernelConfig.v1``; the arithmetic is the
+    current one) or "groups" (one ray / pixel per thread at every batch: groups of 4 images, up
+    to 4), then ``kw`` overrides."""
     def factory(case, dev):
         from operators.backends.triton_backend import KernelConfig, TritonBackend
         if version == "v1":
@@ -318,7 +319,7 @@ VARIANTS = [
     Variant("torchtomo:cuda", "peer", torchtomo_variant("cuda")),
     Variant("torchtomo:cuda approximate", "peer", torchtomo_variant("cuda", True)),
     Variant("torchtomo:torch", "peer", torchtomo_variant("torch")),
-    # v1 (measured 2026-11-26) in the same run as v2, on every case.
+    # v1's launch (measured 2026-11-26) in the same run as the default, on every case.
     Variant("ours:triton[v1]", "ours", ours_triton_config("v1"), applies=_not_memory),
     Variant("ours:triton bf16", "ours", ours_triton, applies=_not_memory, dtype="bfloat16"),
     Variant("ours:triton fp16", "ours", ours_triton, applies=_not_memory, dtype="float16"),
@@ -326,6 +327,9 @@ VARIANTS = [
             priority=2),
     Variant("ours:triton[v1, count table]", "ours", ours_triton_config(
         "v1", adjoint_count="table"), applies=_goal_case, priority=2),
+    # v3's two changes off: the generic adjoint on parallel beams, masked (unframed) loads.
+    Variant("ours:triton[generic adjoint, unframed]", "ours", ours_triton_config(
+        parallel_adjoint="generic", framed=False), applies=_goal_case, priority=2),
     Variant("ours:triton[warps=8]", "ours", ours_triton_config(num_warps=8),
             applies=_goal_case, priority=2),
     Variant("deepinv", "peer", deepinv_variant, applies=_not_memory, priority=2),

@@ -7,7 +7,8 @@ strides, float32) and count, in the generated code:
 * in the innermost loop's PTX (one step of a ray in the forward, one candidate ray of a pixel
   in the adjoint): CTA barriers and shared-memory accesses (layout conversions of per-ray /
   per-pixel values between the threads, or cross-warp reductions), 128-bit global loads,
-  float64 instructions, and all instructions;
+  float64 instructions, and all instructions (less the dead zeroing moves Triton writes before
+  unpredicated loads, which ptxas removes);
 * ``instr / image``: those instructions over the images one thread serves per iteration, a
   proxy for the issue cost of one gather (lower is better; it ignores memory stalls).
 
@@ -44,7 +45,7 @@ FWD_SIG = dict(x_ptr=F32, out_ptr=F32, slope_ptr=F64, icpt_ptr=F64, step_ptr=F64
                kmin_ptr="*i32", kmax_ptr="*i32", n_views=I32, n_det=I32, n_batch=I32,
                width=I32, height=I32, x_pix_q=I32, x_b_stride=C, x_half_q=I32,
                out_ray_stride=C, out_b_stride=I32, VIEW_BLOCK=C, DET_BLOCK=C, GROUP=C,
-               GROUPS=C, TRANSPOSED=C, VEC=C, EVEN_B=C, DTYPE=C)
+               GROUPS=C, TRANSPOSED=C, VEC=C, EVEN_B=C, DTYPE=C, FRAMED=C)
 ADJ_SIG = dict(y_ptr=F32, out_ptr=F32, slope_ptr=F64, icpt_ptr=F64, step_ptr=F64,
                view_ptr=F32, count_ptr="*i32", count_v_stride=I32, count_t_stride=I32,
                n_views=I32, n_det=I32, n_batch=I32, height=I32, width=I32,
@@ -52,6 +53,10 @@ ADJ_SIG = dict(y_ptr=F32, out_ptr=F32, slope_ptr=F64, icpt_ptr=F64, step_ptr=F64
                det_scale="fp32", det_shift="fp32", sdd="fp32", TILE_H=C, TILE_W=C,
                GROUP=C, GROUPS=C, GEOM=C, PAD=C, VEC=C, EVEN_B=C, DTYPE=C,
                COUNT_FROM_TABLE=C)
+PAR_SIG = dict(y_ptr=F32, out_ptr=F32, pview_ptr=F64, count_ptr="*i32", n_views=I32,
+               n_det=I32, n_batch=I32, height=I32, width=I32, y_ray_q=I32, y_b_stride=C,
+               out_pix_stride=C, out_b_stride=I32, TILE_H=C, TILE_W=C, GROUP=C, GROUPS=C,
+               VEC=C, EVEN_B=C, DTYPE=C)
 FWD_PTRS = ["x_ptr", "out_ptr", "slope_ptr", "icpt_ptr", "step_ptr", "kmin_ptr", "kmax_ptr"]
 ADJ_PTRS = ["y_ptr", "out_ptr", "slope_ptr", "icpt_ptr", "step_ptr", "view_ptr", "count_ptr"]
 
@@ -75,13 +80,22 @@ def forward_kernel(cfg: KernelConfig, dtype: torch.dtype = torch.float32):
     return compile_sm90(K.joseph_forward_kernel, sig, dict(
         x_b_stride=1, out_ray_stride=1, VIEW_BLOCK=cfg.view_block, DET_BLOCK=cfg.det_block,
         GROUP=cfg.group, GROUPS=cfg.groups, TRANSPOSED=cfg.transposed, VEC=vec, EVEN_B=True,
-        DTYPE=tl.float32), FWD_PTRS, cfg.num_warps)
+        DTYPE=tl.float32, FRAMED=cfg.framed and cfg.transposed), FWD_PTRS, cfg.num_warps)
 
 
 def adjoint_kernel(cfg: KernelConfig, dtype: torch.dtype = torch.float32,
                    geom_code: int = K.GEOM_PARALLEL):
+    """The adjoint kernel the runtime launches for ``cfg``: the parallel-beam kernel (v3) when
+    ``cfg.parallel_adjoint == "affine"`` and the geometry is parallel, else the generic one."""
     ptr, vec = _STORAGE[dtype]
     vec = vec if cfg.channels_last else 1
+    if geom_code == K.GEOM_PARALLEL and cfg.parallel_adjoint == "affine":
+        return compile_sm90(K.joseph_adjoint_parallel_kernel,
+                            dict(PAR_SIG, y_ptr=ptr, out_ptr=ptr), dict(
+                                y_b_stride=1, out_pix_stride=1, TILE_H=cfg.tile_h,
+                                TILE_W=cfg.tile_w, GROUP=cfg.group, GROUPS=cfg.groups, VEC=vec,
+                                EVEN_B=True, DTYPE=tl.float32),
+                            ["y_ptr", "out_ptr", "pview_ptr", "count_ptr"], cfg.num_warps)
     sig = dict(ADJ_SIG, y_ptr=ptr, out_ptr=ptr)
     return compile_sm90(K.joseph_adjoint_kernel, sig, dict(
         y_b_stride=1, out_pix_stride=1, TILE_H=cfg.tile_h, TILE_W=cfg.tile_w, GROUP=cfg.group,
@@ -106,9 +120,23 @@ def innermost_loop(ptx: str) -> list:
     label, start = header
     for i in range(start + 1, len(raw)):
         if re.search(r"\bbra(\.uni)?\s+" + re.escape(label) + ";", raw[i]):
-            body = [re.sub(r"^@!?%p\d+\s+", "", x.strip()) for x in raw[start + 1:i + 1]]
-            return [x for x in body if x and not x.startswith(("$L", "//", ".", "{", "}"))]
+            body = [x.strip() for x in raw[start + 1:i + 1]]
+            body = [x for x in body if x and not x.startswith(("$L", "//", ".", "{", "}"))]
+            return [re.sub(r"^@!?%p\d+\s+", "", x) for x in _drop_dead_zeroing(body)]
     return []
+
+
+def _drop_dead_zeroing(body: list) -> list:
+    """Triton writes ``mov.u32 %r, 0x0`` before every load into ``%r`` (the masked-off value);
+    before a load without a predicate that value is dead and ptxas removes it: drop it."""
+    dead = set()
+    for x in body:
+        m = re.match(r"^ld\.global\S*\s+\{?([^}\[]+)\}?\s*,\s*\[", x)
+        if m:  # an unpredicated load: its destinations' zeroing is dead
+            dead.update(r.strip() for r in m.group(1).split(","))
+    return [x for x in body
+            if not (re.match(r"^mov\.u32\s+(%r\d+),\s*0x0;", x)
+                    and re.match(r"^mov\.u32\s+(%r\d+)", x).group(1) in dead)]
 
 
 def report(kern, images_per_thread: int) -> dict:
@@ -142,7 +170,7 @@ def v2_groups(batch: int, dtype: torch.dtype) -> KernelConfig:
 def rows(batches=(1, 2, 4, 8, 16, 32)):
     for dtype in (torch.float32, torch.bfloat16):
         for batch in batches:
-            versions = [("v1", KernelConfig.v1(batch)), ("default", KernelConfig.default(
+            versions = [("v1 launch", KernelConfig.v1(batch)), ("default", KernelConfig.default(
                 batch, dtype))]
             if batch > 1:
                 versions.append(("v2 groups", v2_groups(batch, dtype)))
@@ -158,6 +186,8 @@ def rows(batches=(1, 2, 4, 8, 16, 32)):
 
 
 def main() -> int:
+    """Print the table. "v1 launch" is v1's tiles, masks and candidate count compiled from the
+    current code (its arithmetic is v3's); "default" is what the backend launches."""
     head = ["dtype", "batch", "config", "b_block/group"] + [
         f"{k} {m}" for k in ("fwd", "adj")
         for m in ("barriers", "shared", "f64", "instr", "instr/image")]

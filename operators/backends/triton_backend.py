@@ -89,10 +89,19 @@ class KernelConfig:
         ``"table"`` (v2, default): a bound precomputed on the host (per view, or per view and
         tile in fan beam), loaded as a scalar. ``"reduce"`` (v1): the maximum over the tile's
         pixels, a reduction in every view. Both give the same result.
+    framed : bool
+        Forward only (with ``transposed``): zero frame around the cross axis of both copies,
+        so that the gathers need no masks (v3, default); v1 masked every load.
+    parallel_adjoint : {"affine", "generic"}
+        Adjoint of parallel beams in float32 / half precision: ``"affine"`` (v3, default) uses
+        :func:`~.triton_kernels.joseph_adjoint_parallel_kernel` (per-view parameters, float32
+        candidate arithmetic, no per-ray table loads); ``"generic"`` the kernel every geometry
+        can use. float64 data always uses the generic kernel.
     """
 
     def __init__(self, view_block=4, det_block=32, tile_h=8, tile_w=16, b_block=16, group=4,
-                 channels_last=True, transposed=True, num_warps=4, adjoint_count="table"):
+                 channels_last=True, transposed=True, num_warps=4, adjoint_count="table",
+                 parallel_adjoint="affine", framed=True):
         for name, value in (("view_block", view_block), ("det_block", det_block),
                             ("tile_h", tile_h), ("tile_w", tile_w), ("b_block", b_block),
                             ("group", group), ("num_warps", num_warps)):
@@ -102,6 +111,9 @@ class KernelConfig:
             raise ValueError(f"b_block ({b_block}) must be 1, 2 or 4 times group ({group})")
         if adjoint_count not in ("table", "reduce"):
             raise ValueError(f"adjoint_count must be 'table' or 'reduce', got {adjoint_count!r}")
+        if parallel_adjoint not in ("affine", "generic"):
+            raise ValueError(f"parallel_adjoint must be 'affine' or 'generic', got "
+                             f"{parallel_adjoint!r}")
         self.view_block, self.det_block = int(view_block), int(det_block)
         self.tile_h, self.tile_w = int(tile_h), int(tile_w)
         self.b_block, self.group = int(b_block), int(group)
@@ -109,6 +121,8 @@ class KernelConfig:
         self.transposed = bool(transposed)
         self.num_warps = int(num_warps)
         self.adjoint_count = adjoint_count
+        self.parallel_adjoint = parallel_adjoint
+        self.framed = bool(framed)
 
     @property
     def groups(self) -> int:
@@ -127,7 +141,7 @@ class KernelConfig:
         128-bit load (2 groups of 4 float32 images, or 1 of 8 half-precision ones).
         """
         cfg = cls.v1(batch)
-        cfg.adjoint_count = "table"
+        cfg.adjoint_count, cfg.parallel_adjoint, cfg.framed = "table", "affine", True
         if cfg.b_block == 8:
             vec = _vector_width(dtype)
             cfg.view_block, cfg.det_block, cfg.tile_h, cfg.tile_w = 4, 32, 8, 16
@@ -144,13 +158,15 @@ class KernelConfig:
         tile_w = 1 << math.ceil(0.5 * math.log2(lanes))  # square-ish pixel tile, w >= h
         return cls(view_block=view_block, det_block=lanes // view_block, tile_h=lanes // tile_w,
                    tile_w=tile_w, b_block=b_block, group=b_block, channels_last=batch > 1,
-                   transposed=True, num_warps=4, adjoint_count="reduce")
+                   transposed=True, num_warps=4, adjoint_count="reduce",
+                   parallel_adjoint="generic", framed=False)
 
     def as_dict(self) -> dict:
         return dict(view_block=self.view_block, det_block=self.det_block, tile_h=self.tile_h,
                     tile_w=self.tile_w, b_block=self.b_block, group=self.group,
                     channels_last=self.channels_last, transposed=self.transposed,
-                    num_warps=self.num_warps, adjoint_count=self.adjoint_count)
+                    num_warps=self.num_warps, adjoint_count=self.adjoint_count,
+                    parallel_adjoint=self.parallel_adjoint, framed=self.framed)
 
     def __repr__(self) -> str:
         return "KernelConfig(" + ", ".join(f"{k}={v!r}" for k, v in self.as_dict().items()) + ")"
@@ -222,6 +238,41 @@ def _view_table(grid: ImageGrid, geometry) -> Tuple[np.ndarray, int, float, floa
                 float(geometry.source_to_detector))
     raise TypeError(f"geometry must be a ParallelGeometry or FanGeometry, got "
                     f"{type(geometry).__name__}")
+
+
+def parallel_view_table(table: torch.Tensor):
+    """Per-view parameters of :func:`~.triton_kernels.joseph_adjoint_parallel_kernel`.
+
+    ``table`` is the operator's ray table ``(4, V, D)`` (float64). A parallel view's rays share
+    slope, step and dominant axis, and their intercepts are affine in the detector index; this
+    is checked (to 1e-9 detectors' worth of intercept), and ``None`` is returned when it does
+    not hold (or ``D < 2``), so that the generic kernel is used.
+
+    Returns
+    -------
+    (pview, count) or None
+        ``pview`` ``(V, 6)`` float64: ``slope, icpt_0, delta, 1/delta, signed step, 1/|delta|``;
+        ``count`` ``(V,)`` int32: candidates per pixel, ``ceil(2 / |delta|)``.
+    """
+    from .triton_kernels import PARALLEL_VIEW_PARAMS
+    slope, icpt, step, vert = table.to(torch.float64)
+    n_det = icpt.shape[1]
+    if n_det < 2:
+        return None
+    delta = (icpt[:, -1] - icpt[:, 0]) / (n_det - 1)
+    j = torch.arange(n_det, dtype=torch.float64, device=table.device)
+    affine = icpt[:, :1] + j * delta[:, None]
+    same = lambda a: bool(((a - a[:, :1]).abs() <= 1e-12 * a.abs().clamp_min(1.0)).all())
+    if (delta == 0).any() or not (same(slope) and same(step) and same(vert)):
+        return None
+    if float((icpt - affine).abs().max()) > 1e-9 * float(delta.abs().min()):
+        return None
+    reach = 1.0 / delta.abs()
+    signed_step = torch.where(vert[:, 0] > 0.5, step[:, 0], -step[:, 0])
+    pview = torch.stack([slope[:, 0], icpt[:, 0], delta, 1.0 / delta, signed_step, reach], 1)
+    assert pview.shape[1] == PARALLEL_VIEW_PARAMS
+    count = torch.clamp(torch.ceil(2.0 * reach - 1e-9), min=1).to(torch.int32)
+    return pview.contiguous(), count.contiguous()
 
 
 def _on_device(device: torch.device):
@@ -372,7 +423,9 @@ class TritonBackend:
             step=torch.where(vertical, step, -step).contiguous(),
             kmin=kmin.contiguous(), kmax=kmax.contiguous(),
             views=torch.from_numpy(views).to(table.device), geom=code,
-            det_scale=float(det_scale), det_shift=float(det_shift), sdd=float(sdd), counts={})
+            det_scale=float(det_scale), det_shift=float(det_shift), sdd=float(sdd), counts={},
+            parallel=(parallel_view_table(table) if isinstance(self.geometry, ParallelGeometry)
+                      else None))
         self._cache[key] = cached
         return cached
 
@@ -434,23 +487,30 @@ class TritonBackend:
         cfg = self._config(b, x.dtype)
         channels_last = cfg.channels_last and b > 1
         halves = 2 if cfg.transposed else 1
+        framed = cfg.framed and cfg.transposed
+        f = 2 if framed else 0  # zero columns around each row of the cross axis
+        size = max(h * (w + f), w * (h + f))  # pixels of each half (the larger, transposed)
         if channels_last:
             # (halves, pixels, Bp): image (H, W) then its transpose (W, H), batch innermost and
             # padded with zeros to Bp, a multiple of 4 and of the batch tile.
             vec = _vector_width(x.dtype)
             bp = _padded_batch(b, cfg.b_block, vec)
-            xs = x.new_zeros(halves, h * w, bp) if bp != b else x.new_empty(halves, h * w, bp)
-            xs[0, :, :b].view(h, w, b).copy_(x.permute(1, 2, 0))
+            empty = bp == b and not framed
+            xs = (x.new_empty if empty else x.new_zeros)(halves, size, bp)
+            xs[0, :h * (w + f), :b].view(h, w + f, b)[:, f // 2:f // 2 + w].copy_(
+                x.permute(1, 2, 0))
             if cfg.transposed:
-                xs[1, :, :b].view(w, h, b).copy_(x.permute(2, 1, 0))
-            x_pix_q, x_b, x_half_q = bp // vec, 1, h * w * bp // vec
+                xs[1, :w * (h + f), :b].view(w, h + f, b)[:, f // 2:f // 2 + h].copy_(
+                    x.permute(2, 1, 0))
+            x_pix_q, x_b, x_half_q = bp // vec, 1, size * bp // vec
             even = bp % cfg.b_block == 0
         else:  # (halves, B, pixels)
-            xs = x.new_empty(halves, b, h * w)
-            xs[0].view(b, h, w).copy_(x)
+            xs = (x.new_zeros if framed else x.new_empty)(halves, b, size)
+            xs[0, :, :h * (w + f)].view(b, h, w + f)[:, :, f // 2:f // 2 + w].copy_(x)
             if cfg.transposed:
-                xs[1].view(b, w, h).copy_(x.transpose(1, 2))
-            vec, x_pix_q, x_b, x_half_q = 1, 1, h * w, b * h * w
+                xs[1, :, :w * (h + f)].view(b, w, h + f)[:, :, f // 2:f // 2 + h].copy_(
+                    x.transpose(1, 2))
+            vec, x_pix_q, x_b, x_half_q = 1, 1, size, b * size
             even = b % cfg.b_block == 0
         dtype = _accumulator(x.dtype)
         grid = (triton.cdiv(v, cfg.view_block) * triton.cdiv(d, cfg.det_block),
@@ -460,7 +520,7 @@ class TritonBackend:
             v, d, b, w, h, x_pix_q, x_b, x_half_q, 1, v * d,
             VIEW_BLOCK=cfg.view_block, DET_BLOCK=cfg.det_block, GROUP=cfg.group,
             GROUPS=cfg.groups, TRANSPOSED=cfg.transposed, VEC=vec, EVEN_B=even, DTYPE=dtype,
-            num_warps=cfg.num_warps)
+            FRAMED=framed, num_warps=cfg.num_warps)
 
     def adjoint(self, y: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
         """Back-project ``y`` ``(B, V, D)`` to ``(B, H, W)`` (exact adjoint of :meth:`forward`)."""
@@ -499,6 +559,14 @@ class TritonBackend:
         dtype = _accumulator(y.dtype)
         grid = (triton.cdiv(h, cfg.tile_h) * triton.cdiv(w, cfg.tile_w),
                 triton.cdiv(b, cfg.b_block))
+        if (cfg.parallel_adjoint == "affine" and tabs["parallel"] is not None
+                and y.dtype != torch.float64):
+            pview, count = tabs["parallel"]
+            K.joseph_adjoint_parallel_kernel[grid](
+                ys, out, pview, count, v, d, b, h, w, y_ray_q, y_b, 1, h * w,
+                TILE_H=cfg.tile_h, TILE_W=cfg.tile_w, GROUP=cfg.group, GROUPS=cfg.groups,
+                VEC=vec, EVEN_B=even, DTYPE=dtype, num_warps=cfg.num_warps)
+            return
         from_table = cfg.adjoint_count == "table"
         counts = self.counts(tabs, cfg.tile_h, cfg.tile_w) if from_table else tabs["kmin"]
         per_tile = from_table and counts.dim() == 2  # fan beam: (V, tiles); parallel: (V,)

@@ -61,10 +61,20 @@ def _batch_groups(pid_b, LANES: tl.constexpr, GROUP: tl.constexpr, GROUPS: tl.co
 
 
 @triton.jit
-def _gather_pair(x_ptr, base0, base1, b_off, m0, m1, w0, w1, acc, DTYPE: tl.constexpr):
-    """``acc + w0 x[base0 + b_off] + w1 x[base1 + b_off]`` for one group of images."""
-    x0 = tl.load(x_ptr + base0 + b_off, mask=m0, other=0.0)
-    x1 = tl.load(x_ptr + base1 + b_off, mask=m1, other=0.0)
+def _gather_group_pair(x_ptr, base0, base1, bs, b_stride, ok0, ok1, n_batch, w0, w1, acc,
+                       LANES: tl.constexpr, GROUP: tl.constexpr, EVEN_B: tl.constexpr,
+                       UNMASKED: tl.constexpr, DTYPE: tl.constexpr):
+    """``acc + w0 x[base0 + b] + w1 x[base1 + b]`` for the images ``b`` of one group; with
+    ``UNMASKED`` and ``EVEN_B`` every address is valid and the loads carry no mask."""
+    b_off = (bs * b_stride)[None, :]
+    if UNMASKED and EVEN_B:
+        x0 = tl.load(x_ptr + base0 + b_off)
+        x1 = tl.load(x_ptr + base1 + b_off)
+    else:
+        x0 = tl.load(x_ptr + base0 + b_off, other=0.0,
+                     mask=_group_masks(ok0, bs, n_batch, LANES, GROUP, EVEN_B))
+        x1 = tl.load(x_ptr + base1 + b_off, other=0.0,
+                     mask=_group_masks(ok1, bs, n_batch, LANES, GROUP, EVEN_B))
     return acc + w0 * x0.to(DTYPE) + w1 * x1.to(DTYPE)
 
 
@@ -85,7 +95,7 @@ def joseph_forward_kernel(
         x_pix_q, x_b_stride, x_half_q, out_ray_stride, out_b_stride,
         VIEW_BLOCK: tl.constexpr, DET_BLOCK: tl.constexpr, GROUP: tl.constexpr,
         GROUPS: tl.constexpr, TRANSPOSED: tl.constexpr, VEC: tl.constexpr,
-        EVEN_B: tl.constexpr, DTYPE: tl.constexpr):
+        EVEN_B: tl.constexpr, DTYPE: tl.constexpr, FRAMED: tl.constexpr):
     """``out[b, v, j] = sum_k w0 x[b, p0] + w1 x[b, p1]`` for a tile of rays and images.
 
     One program: ``VIEW_BLOCK x DET_BLOCK`` rays times ``GROUPS`` groups of ``GROUP`` images
@@ -107,6 +117,12 @@ def joseph_forward_kernel(
     16-byte alignment and read ``VEC`` images per 128-bit load; ``EVEN_B`` (the padded batch is
     a multiple of ``B_BLOCK``) drops the batch mask from the loads, which would otherwise split
     them.
+
+    ``FRAMED`` (v3, needs ``TRANSPOSED``): both halves carry a zero frame along the cross axis
+    (rows of ``W + 2`` / ``H + 2`` pixels, pixel ``i`` at ``i + 1``). A sample whose
+    neighbours ``i0, i0 + 1`` are not both outside the grid then reads two valid addresses,
+    the others get zero weights and clamped addresses, so (with ``EVEN_B``) the loads need no
+    mask, and no register zeroing for masked-off lanes.
     """
     LANES: tl.constexpr = VIEW_BLOCK * DET_BLOCK
     pid_r = tl.program_id(0)
@@ -130,9 +146,9 @@ def joseph_forward_kernel(
     n_other = tl.where(vert, width, height)
     # Flat pixel index p = k * stride_k + i * stride_i (+ the transposed half).
     if TRANSPOSED:  # pixel (k, i) of the image (vertical rays) or of its transpose
-        stride_k = n_other
+        stride_k = n_other + 2 if FRAMED else n_other
         stride_i = 1
-        half = (1 - vert.to(tl.int32)) * x_half_q
+        half = (1 - vert.to(tl.int32)) * x_half_q + (x_pix_q if FRAMED else 0)  # + 1 pixel
     else:
         stride_k = tl.where(vert, width, 1)
         stride_i = tl.where(vert, 1, width)
@@ -142,37 +158,48 @@ def joseph_forward_kernel(
 
     bs0, bs1, bs2, bs3, acc0, acc1, acc2, acc3 = _batch_groups(pid_b, LANES, GROUP, GROUPS,
                                                                DTYPE)
+    n_live = kmax - kmin
+    if DTYPE != tl.float64:
+        step32 = step.to(DTYPE)
     for k in range(k_lo, k_hi):
         t = slope * k + icpt
         f = tl.floor(t)
         frac = t - f
         i0 = f.to(tl.int32)
-        live = (k >= kmin) & (k < kmax)
-        ok0 = live & (i0 >= 0) & (i0 < n_other)
-        ok1 = live & (i0 >= -1) & (i0 < n_other - 1)
-        w0 = ((1.0 - frac) * step).to(DTYPE)[:, None]
-        w1 = (frac * step).to(DTYPE)[:, None]
+        # 0 <= x < n as one unsigned compare: live step, and each neighbour on the grid.
+        live = (k - kmin).to(tl.uint32) < n_live
+        if FRAMED:  # both neighbours in the framed row: i0 in [-1, n_other - 1]
+            ok0 = live & ((i0 + 1).to(tl.uint32) <= n_other)
+            ok1 = ok0
+            i0 = tl.minimum(tl.maximum(i0, -1), n_other - 1)
+        else:
+            ok0 = live & (i0.to(tl.uint32) < n_other)
+            ok1 = live & ((i0 + 1).to(tl.uint32) < n_other)
+        if DTYPE == tl.float64:
+            w0 = (1.0 - frac) * step
+            w1 = frac * step
+        else:  # the float64 fraction, then float32 (v3): within 2 ulp of the reference's weights
+            frac32 = frac.to(DTYPE)
+            w1 = frac32 * step32
+            w0 = step32 - frac32 * step32
+        if FRAMED:
+            w0 = tl.where(ok0, w0, 0.0)
+            w1 = tl.where(ok1, w1, 0.0)
+        w0 = w0[:, None]
+        w1 = w1[:, None]
         p0 = k * stride_k + i0 * stride_i
         base0 = ((half + p0 * x_pix_q) * VEC)[:, None]
         base1 = ((half + (p0 + stride_i) * x_pix_q) * VEC)[:, None]
-        acc0 = _gather_pair(x_ptr, base0, base1, (bs0 * x_b_stride)[None, :],
-                            _group_masks(ok0, bs0, n_batch, LANES, GROUP, EVEN_B),
-                            _group_masks(ok1, bs0, n_batch, LANES, GROUP, EVEN_B),
-                            w0, w1, acc0, DTYPE)
+        acc0 = _gather_group_pair(x_ptr, base0, base1, bs0, x_b_stride, ok0, ok1, n_batch,
+                                  w0, w1, acc0, LANES, GROUP, EVEN_B, FRAMED, DTYPE)
         if GROUPS > 1:
-            acc1 = _gather_pair(x_ptr, base0, base1, (bs1 * x_b_stride)[None, :],
-                                _group_masks(ok0, bs1, n_batch, LANES, GROUP, EVEN_B),
-                                _group_masks(ok1, bs1, n_batch, LANES, GROUP, EVEN_B),
-                                w0, w1, acc1, DTYPE)
+            acc1 = _gather_group_pair(x_ptr, base0, base1, bs1, x_b_stride, ok0, ok1, n_batch,
+                                      w0, w1, acc1, LANES, GROUP, EVEN_B, FRAMED, DTYPE)
         if GROUPS > 2:
-            acc2 = _gather_pair(x_ptr, base0, base1, (bs2 * x_b_stride)[None, :],
-                                _group_masks(ok0, bs2, n_batch, LANES, GROUP, EVEN_B),
-                                _group_masks(ok1, bs2, n_batch, LANES, GROUP, EVEN_B),
-                                w0, w1, acc2, DTYPE)
-            acc3 = _gather_pair(x_ptr, base0, base1, (bs3 * x_b_stride)[None, :],
-                                _group_masks(ok0, bs3, n_batch, LANES, GROUP, EVEN_B),
-                                _group_masks(ok1, bs3, n_batch, LANES, GROUP, EVEN_B),
-                                w0, w1, acc3, DTYPE)
+            acc2 = _gather_group_pair(x_ptr, base0, base1, bs2, x_b_stride, ok0, ok1, n_batch,
+                                      w0, w1, acc2, LANES, GROUP, EVEN_B, FRAMED, DTYPE)
+            acc3 = _gather_group_pair(x_ptr, base0, base1, bs3, x_b_stride, ok0, ok1, n_batch,
+                                      w0, w1, acc3, LANES, GROUP, EVEN_B, FRAMED, DTYPE)
 
     _store_groups(out_ptr, ray * out_ray_stride, rmask, out_b_stride, n_batch,
                   bs0, bs1, bs2, bs3, acc0, acc1, acc2, acc3, GROUPS)
@@ -196,6 +223,17 @@ def _store_groups(out_ptr, lane_off, lane_mask, b_stride, n_batch, bs0, bs1, bs2
     if GROUPS > 2:
         _store_group(out_ptr, lane_off, lane_mask, bs2, b_stride, n_batch, acc2)
         _store_group(out_ptr, lane_off, lane_mask, bs3, b_stride, n_batch, acc3)
+
+
+@triton.jit
+def _pixel_tile(pid_p, height, width, TILE_H: tl.constexpr, TILE_W: tl.constexpr):
+    """Row, column and in-image mask of the ``TILE_H x TILE_W`` pixels of program ``pid_p``
+    (tiles in row-major order)."""
+    tiles_w = tl.cdiv(width, TILE_W)
+    lane = tl.arange(0, TILE_H * TILE_W)
+    r = (pid_p // tiles_w) * TILE_H + lane // TILE_W
+    c = (pid_p % tiles_w) * TILE_W + lane % TILE_W
+    return r, c, (r < height) & (c < width)
 
 
 @triton.jit
@@ -252,18 +290,13 @@ def joseph_adjoint_kernel(
     """
     LANES: tl.constexpr = TILE_H * TILE_W
     pid_p = tl.program_id(0)
-    pid_b = tl.program_id(1)
-    tiles_w = tl.cdiv(width, TILE_W)
-    lane = tl.arange(0, LANES)
-    r = (pid_p // tiles_w) * TILE_H + lane // TILE_W
-    c = (pid_p % tiles_w) * TILE_W + lane % TILE_W
-    pmask = (r < height) & (c < width)
+    r, c, pmask = _pixel_tile(pid_p, height, width, TILE_H, TILE_W)
     rf = r.to(tl.float32)
     cf = c.to(tl.float32)
     rd = r.to(tl.float64)
     cd = c.to(tl.float64)
-    bs0, bs1, bs2, bs3, acc0, acc1, acc2, acc3 = _batch_groups(pid_b, LANES, GROUP, GROUPS,
-                                                               DTYPE)
+    bs0, bs1, bs2, bs3, acc0, acc1, acc2, acc3 = _batch_groups(
+        tl.program_id(1), LANES, GROUP, GROUPS, DTYPE)
 
     for v in range(0, n_views):
         row = view_ptr + v * 8
@@ -327,21 +360,9 @@ def joseph_adjoint_kernel(
             w = (1.0 - tl.abs(t - other)) * step
             hit = ok & (w > 0.0)
             w = tl.where(hit, w, 0.0).to(DTYPE)[:, None]
-            base = (ray * y_ray_q * VEC)[:, None]
-            acc0 = _gather_one(y_ptr, base, (bs0 * y_b_stride)[None, :],
-                               _group_masks(hit, bs0, n_batch, LANES, GROUP, EVEN_B), w, acc0,
-                               DTYPE)
-            if GROUPS > 1:
-                acc1 = _gather_one(y_ptr, base, (bs1 * y_b_stride)[None, :],
-                                   _group_masks(hit, bs1, n_batch, LANES, GROUP, EVEN_B), w,
-                                   acc1, DTYPE)
-            if GROUPS > 2:
-                acc2 = _gather_one(y_ptr, base, (bs2 * y_b_stride)[None, :],
-                                   _group_masks(hit, bs2, n_batch, LANES, GROUP, EVEN_B), w,
-                                   acc2, DTYPE)
-                acc3 = _gather_one(y_ptr, base, (bs3 * y_b_stride)[None, :],
-                                   _group_masks(hit, bs3, n_batch, LANES, GROUP, EVEN_B), w,
-                                   acc3, DTYPE)
+            acc0, acc1, acc2, acc3 = _gather_groups(
+                y_ptr, (ray * y_ray_q * VEC)[:, None], hit, w, y_b_stride, n_batch,
+                bs0, bs1, bs2, bs3, acc0, acc1, acc2, acc3, LANES, GROUP, GROUPS, EVEN_B, DTYPE)
 
     pix = r * width + c
     _store_groups(out_ptr, pix * out_pix_stride, pmask, out_b_stride, n_batch,
@@ -353,3 +374,91 @@ def _gather_one(y_ptr, base, b_off, mask, w, acc, DTYPE: tl.constexpr):
     """``acc + w y[base + b_off]`` for one group of images."""
     yv = tl.load(y_ptr + base + b_off, mask=mask, other=0.0)
     return acc + w * yv.to(DTYPE)
+
+
+@triton.jit
+def _gather_groups(y_ptr, base, hit, w, b_stride, n_batch, bs0, bs1, bs2, bs3,
+                   acc0, acc1, acc2, acc3, LANES: tl.constexpr, GROUP: tl.constexpr,
+                   GROUPS: tl.constexpr, EVEN_B: tl.constexpr, DTYPE: tl.constexpr):
+    """``acc_g + w y[base + b]`` for the images ``b`` of the first ``GROUPS`` groups (the adjoint
+    kernels' candidate step); lanes without ``hit`` read nothing."""
+    acc0 = _gather_one(y_ptr, base, (bs0 * b_stride)[None, :],
+                       _group_masks(hit, bs0, n_batch, LANES, GROUP, EVEN_B), w, acc0, DTYPE)
+    if GROUPS > 1:
+        acc1 = _gather_one(y_ptr, base, (bs1 * b_stride)[None, :],
+                           _group_masks(hit, bs1, n_batch, LANES, GROUP, EVEN_B), w, acc1, DTYPE)
+    if GROUPS > 2:
+        acc2 = _gather_one(y_ptr, base, (bs2 * b_stride)[None, :],
+                           _group_masks(hit, bs2, n_batch, LANES, GROUP, EVEN_B), w, acc2, DTYPE)
+        acc3 = _gather_one(y_ptr, base, (bs3 * b_stride)[None, :],
+                           _group_masks(hit, bs3, n_batch, LANES, GROUP, EVEN_B), w, acc3, DTYPE)
+    return acc0, acc1, acc2, acc3
+
+
+#: Float64 values per view in the table of :func:`joseph_adjoint_parallel_kernel`.
+PARALLEL_VIEW_PARAMS = 6
+
+
+@triton.jit
+def joseph_adjoint_parallel_kernel(
+        y_ptr, out_ptr, pview_ptr, count_ptr,
+        n_views, n_det, n_batch, height, width,
+        y_ray_q, y_b_stride, out_pix_stride, out_b_stride,
+        TILE_H: tl.constexpr, TILE_W: tl.constexpr, GROUP: tl.constexpr, GROUPS: tl.constexpr,
+        VEC: tl.constexpr, EVEN_B: tl.constexpr, DTYPE: tl.constexpr):
+    """The adjoint for parallel beams (v3): the same Joseph weights, with no per-ray table.
+
+    In a parallel view every ray has the same slope, step and dominant axis, and the intercept
+    is affine in the detector index: ``t_j(k) = slope k + icpt_0 + j delta``. Pixel ``(r, c)``
+    (step ``k`` and cross index ``i``: ``(r, c)`` for rows-stepping views, ``(c, r)`` otherwise)
+    receives ``(1 - |t_j(k) - i|) step`` from every ray ``j`` with ``|t_j(k) - i| < 1``, i.e.
+    ``|j - j*| < 1 / |delta|`` around ``j* = (i - slope k - icpt_0) / delta``. Per pixel and
+    view: ``j*`` in float64, split into ``floor(j*)`` and a float32 fraction ``phi``; per
+    candidate ``j = floor(j*) + m``: ``t_j - i = (m - phi) delta`` in float32, so the weights
+    equal the forward's to float32 rounding (a few 1e-8 relative) and the loop needs no table
+    load and no float64. ``count[v]`` candidates per view (``ceil(2 / |delta|)``).
+
+    View table row ``v`` (``PARALLEL_VIEW_PARAMS`` float64): ``slope, icpt_0, delta, 1/delta,
+    signed step`` (positive when the view steps over rows) ``, 1/|delta|``. Data layout,
+    ``VEC``, ``EVEN_B`` and the groups as in :func:`joseph_adjoint_kernel`.
+    """
+    LANES: tl.constexpr = TILE_H * TILE_W
+    pid_p = tl.program_id(0)
+    r, c, pmask = _pixel_tile(pid_p, height, width, TILE_H, TILE_W)
+    rd = r.to(tl.float64)
+    cd = c.to(tl.float64)
+    bs0, bs1, bs2, bs3, acc0, acc1, acc2, acc3 = _batch_groups(
+        tl.program_id(1), LANES, GROUP, GROUPS, DTYPE)
+    for v in range(0, n_views):
+        row = pview_ptr + v * 6
+        slope = tl.load(row)
+        icpt0 = tl.load(row + 1)
+        delta = tl.load(row + 2).to(tl.float32)
+        inv_delta = tl.load(row + 3)
+        stepv = tl.load(row + 4)
+        reach = tl.load(row + 5).to(tl.float32)
+        vert = stepv > 0
+        # Pixels outside the image get step 0, hence no weight: one test less per candidate.
+        step = tl.where(pmask, tl.abs(stepv).to(tl.float32), 0.0)
+        kk = tl.where(vert, rd, cd)
+        other = tl.where(vert, cd, rd)
+        jstar = (other - (slope * kk + icpt0)) * inv_delta
+        jfloor = tl.floor(jstar)
+        phi = (jstar - jfloor).to(tl.float32)
+        j0 = jfloor.to(tl.int32)
+        m_lo = tl.floor(phi - reach).to(tl.int32) + 1
+        ray0 = v * n_det + j0
+        count = tl.load(count_ptr + v)
+        for cand in range(0, count):
+            m = m_lo + cand
+            w = (1.0 - tl.abs((m.to(tl.float32) - phi) * delta)) * step
+            j = j0 + m
+            hit = (w > 0.0) & (j.to(tl.uint32) < n_det)  # 0 <= j < n_det
+            w = tl.where(hit, w, 0.0).to(DTYPE)[:, None]
+            acc0, acc1, acc2, acc3 = _gather_groups(
+                y_ptr, ((ray0 + m) * y_ray_q * VEC)[:, None], hit, w, y_b_stride, n_batch,
+                bs0, bs1, bs2, bs3, acc0, acc1, acc2, acc3, LANES, GROUP, GROUPS, EVEN_B, DTYPE)
+
+    pix = r * width + c
+    _store_groups(out_ptr, pix * out_pix_stride, pmask, out_b_stride, n_batch,
+                  bs0, bs1, bs2, bs3, acc0, acc1, acc2, acc3, GROUPS)

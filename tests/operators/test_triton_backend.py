@@ -60,10 +60,14 @@ def _cases():
         ("fan-flat-limited-float64", g_even,
          op.FanGeometry.limited_angle(2.5, 7, 15, 2.0, 20.0, 40.0, "flat", start=-0.4), 2, None,
          "float64"),
+        # The generic adjoint on a parallel beam, and the unframed forward (no transposed copy).
         ("parallel-batch-40-small-tiles", g_odd, op.ParallelGeometry.full_scan(5, 11, 1.2), 40,
          dict(view_block=2, det_block=8, tile_h=4, tile_w=4, b_block=16, channels_last=True,
-              transposed=False),
+              transposed=False, parallel_adjoint="generic"),
          "float32"),
+        ("parallel-odd-float64", g_odd,
+         op.ParallelGeometry(angles=odd_angles, detector_count=31, detector_spacing=0.4,
+                             detector_offset=-0.7), 2, None, "float64"),
         ("parallel-batch-1-plain-layout", g_even, op.ParallelGeometry.full_scan(7, 15, 1.0), 1,
          dict(view_block=1, det_block=16, tile_h=2, tile_w=8, b_block=1, group=1,
               channels_last=False),
@@ -82,7 +86,8 @@ def _cases():
         # v1's candidate count (a reduction over the tile in every view), kept selectable.
         ("fan-flat-v1-count-reduce", g_odd,
          op.FanGeometry.full_scan(7, 15, 2.0, 20.0, 40.0, "flat"), 8,
-         dict(tile_h=4, tile_w=8, b_block=8, group=8, adjoint_count="reduce"), "float32"),
+         dict(tile_h=4, tile_w=8, b_block=8, group=8, adjoint_count="reduce", framed=False),
+         "float32"),
         # Half-precision storage: 8 images per 128-bit load (batch 16 spans two batch tiles).
         ("parallel-float16-batch-16", g_odd,
          op.ParallelGeometry.full_scan(7, 15, 1.0, detector_offset=0.4), 16,
@@ -180,14 +185,7 @@ def results():
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-CASE_NAMES = [
-    "parallel-full-even", "parallel-odd-45deg-fine-offset", "parallel-limited-angle-offset",
-    "fan-flat-offset", "fan-curved-short-scan", "fan-curved-near-source",
-    "fan-flat-limited-float64", "parallel-batch-40-small-tiles", "parallel-batch-1-plain-layout",
-    "parallel-p512-launch-batch-8", "fan-flat-v1-count-reduce", "parallel-float16-batch-16",
-    "fan-curved-batch-3-plain-two-groups",
-    "fan-curved-bfloat16",
-]
+CASE_NAMES = [case[0] for case in _cases()]
 
 
 @pytest.mark.parametrize("case", CASE_NAMES)
@@ -220,6 +218,32 @@ def test_bad_input_errors_name_the_argument(results):
     errors = results["errors"]
     assert errors["integer"].startswith("TypeError") and "x must be float32" in errors["integer"]
     assert errors["shape"].startswith("ValueError") and "y must have shape" in errors["shape"]
+
+
+def test_parallel_view_table_is_the_rays_affine_form():
+    """The v3 parallel adjoint's per-view parameters reproduce every ray's intercept, its
+    candidate count is ceil(2 / |delta|), and a table that is not affine in the detector index
+    (or has one detector) falls back to the generic kernel (``None``)."""
+    import math
+    import warnings
+
+    import operators as op
+    from operators.backends.triton_backend import parallel_view_table
+    grid = op.ImageGrid(shape=(9, 12), spacing=(0.8, 1.1))
+    geom = op.ParallelGeometry(angles=(0.0, 0.3, math.pi / 4, 2.0, 4.0), detector_count=17,
+                               detector_spacing=0.6, detector_offset=0.45)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        table = op.XRayTransform(grid, geom, backend="torch").ray_table
+    pview, count = parallel_view_table(table)
+    j = torch.arange(17, dtype=torch.float64)
+    assert torch.allclose(pview[:, 1:2] + j * pview[:, 2:3], table[1], rtol=0, atol=1e-12)
+    assert torch.equal(pview[:, 4].sign(), torch.where(table[3, :, 0] > 0.5, 1.0, -1.0))
+    assert count.tolist() == [math.ceil(2 / abs(d)) for d in pview[:, 2].tolist()]
+    bent = table.clone()
+    bent[1, 2, 5] += 1e-6
+    assert parallel_view_table(bent) is None
+    assert parallel_view_table(table[:, :, :1]) is None
 
 
 def test_unavailable_without_cuda_or_interpreter(monkeypatch):
