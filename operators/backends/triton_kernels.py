@@ -121,8 +121,10 @@ def joseph_forward_kernel(
     ``FRAMED`` (v3, needs ``TRANSPOSED``): both halves carry a zero frame along the cross axis
     (rows of ``W + 2`` / ``H + 2`` pixels, pixel ``i`` at ``i + 1``). A sample whose
     neighbours ``i0, i0 + 1`` are not both outside the grid then reads two valid addresses,
-    the others get zero weights and clamped addresses, so (with ``EVEN_B``) the loads need no
-    mask, and no register zeroing for masked-off lanes.
+    the others get zero weights and clamped addresses (step and cross index), so (with
+    ``EVEN_B``) the loads need no mask, and no register zeroing for masked-off lanes. A zero
+    weight times a non-finite pixel is NaN, so non-finite inputs can spread to other rays of
+    the same tile; ``XRayTransform`` rejects them unless ``check_inputs=False``.
     """
     LANES: tl.constexpr = VIEW_BLOCK * DET_BLOCK
     pid_r = tl.program_id(0)
@@ -159,6 +161,7 @@ def joseph_forward_kernel(
     bs0, bs1, bs2, bs3, acc0, acc1, acc2, acc3 = _batch_groups(pid_b, LANES, GROUP, GROUPS,
                                                                DTYPE)
     n_live = kmax - kmin
+    last_step = tl.where(vert, height, width) - 1  # framed: steps past the ray's last are clamped
     if DTYPE != tl.float64:
         step32 = step.to(DTYPE)
     for k in range(k_lo, k_hi):
@@ -171,10 +174,14 @@ def joseph_forward_kernel(
         if FRAMED:  # both neighbours in the framed row: i0 in [-1, n_other - 1]
             ok0 = live & ((i0 + 1).to(tl.uint32) <= n_other)
             ok1 = ok0
+            # Every address valid: a tile's step range is the union of its rays' (rays of
+            # both orientations can share a tile), so clamp the step as well as i0.
             i0 = tl.minimum(tl.maximum(i0, -1), n_other - 1)
+            ka = tl.minimum(k, last_step)
         else:
             ok0 = live & (i0.to(tl.uint32) < n_other)
             ok1 = live & ((i0 + 1).to(tl.uint32) < n_other)
+            ka = k
         if DTYPE == tl.float64:
             w0 = (1.0 - frac) * step
             w1 = frac * step
@@ -187,7 +194,7 @@ def joseph_forward_kernel(
             w1 = tl.where(ok1, w1, 0.0)
         w0 = w0[:, None]
         w1 = w1[:, None]
-        p0 = k * stride_k + i0 * stride_i
+        p0 = ka * stride_k + i0 * stride_i
         base0 = ((half + p0 * x_pix_q) * VEC)[:, None]
         base1 = ((half + (p0 + stride_i) * x_pix_q) * VEC)[:, None]
         acc0 = _gather_group_pair(x_ptr, base0, base1, bs0, x_b_stride, ok0, ok1, n_batch,

@@ -39,6 +39,10 @@ def _cases():
     g_even = op.ImageGrid(shape=(9, 10), spacing=(1.0, 1.0))
     g_odd = op.ImageGrid(shape=(7, 9), spacing=(0.8, 1.1))
     odd_angles = (0.0, math.pi / 4, math.pi / 2, 3 * math.pi / 4, -0.3, 4.0, math.pi)
+    g_tall = op.ImageGrid(shape=(13, 6), spacing=(1.0, 1.0))
+    tall_geom = op.ParallelGeometry(
+        angles=tuple(math.pi / 4 + d for d in (-0.1, -0.02, 0.02, 0.1, 1.0, 2.0)),
+        detector_count=21, detector_spacing=1.0)
     return [
         ("parallel-full-even", g_even, op.ParallelGeometry.full_scan(7, 15, 1.0), 3, None,
          "float32"),
@@ -94,6 +98,11 @@ def _cases():
          dict(b_block=8), "float16"),
         ("fan-curved-bfloat16", g_even, op.FanGeometry.full_scan(7, 15, 1.5, 15.0, 30.0, "curved"),
          4, None, "bfloat16"),
+        # A tall grid and views on both sides of 45 degrees: tiles mix rays that step over rows
+        # (13 steps) and over columns (6 steps), so the framed forward's unmasked loads must
+        # clamp the step too (batch 8: channels-last; batch 1: plain layout).
+        ("parallel-tall-mixed-tiles-batch-8", g_tall, tall_geom, 8, None, "float32"),
+        ("parallel-tall-mixed-tiles-batch-1", g_tall, tall_geom, 1, None, "float32"),
     ]
 
 
@@ -218,6 +227,57 @@ def test_bad_input_errors_name_the_argument(results):
     errors = results["errors"]
     assert errors["integer"].startswith("TypeError") and "x must be float32" in errors["integer"]
     assert errors["shape"].startswith("ValueError") and "y must have shape" in errors["shape"]
+
+
+def _framed_forward_rows(grid, geom, cfg, clamp_steps=True):
+    """Emulate the framed forward's unmasked addresses (numpy): for every ray of every tile and
+    every step of the tile's union, the (half, row, column) it reads, as the kernel computes
+    them. Returns ``(max row index - rows of its half, min column, max column - row length)``:
+    all must be < 0, >= 0 and < 0 for every read to fall inside its half."""
+    import numpy as np
+    from operators._joseph import ray_table
+    from operators.backends.triton_backend import _step_ranges
+    h, w = grid.shape
+    t = torch.from_numpy(ray_table(*geom.lines(), grid)).reshape(4, -1)
+    slope, icpt, vert = t[0].numpy(), t[1].numpy(), (t[3] > 0.5).numpy()
+    kmin, kmax = (a.numpy() for a in _step_ranges(t[0], t[1], t[3] > 0.5, grid))
+    n_views, n_det = geom.sinogram_shape
+    over_rows, min_col, over_cols = -np.inf, np.inf, -np.inf
+    for v0 in range(0, n_views, cfg.view_block):
+        for j0 in range(0, n_det, cfg.det_block):
+            rays = np.array([v * n_det + j for v in range(v0, min(v0 + cfg.view_block, n_views))
+                             for j in range(j0, min(j0 + cfg.det_block, n_det))])
+            k = np.arange(kmin[rays].min(), kmax[rays].max())[None, :]
+            n_other = np.where(vert[rays], w, h)[:, None]
+            rows = np.where(vert[rays], h, w)[:, None]  # rows of the half this ray reads
+            i0 = np.floor(slope[rays, None] * k + icpt[rays, None]).astype(np.int64)
+            i0 = np.clip(i0, -1, n_other - 1)
+            ka = np.minimum(k, rows - 1) if clamp_steps else k
+            over_rows = max(over_rows, float((ka - rows).max()))
+            min_col = min(min_col, float((i0 + 1).min()))           # framed column of i0
+            over_cols = max(over_cols, float((i0 + 2 - (n_other + 2)).max()))  # of i0 + 1
+    return over_rows, min_col, over_cols
+
+
+@pytest.mark.parametrize("batch", [1, 8, 32])
+def test_framed_forward_reads_stay_inside_their_half(batch):
+    """The framed forward loads without masks, so every address it forms must be valid: on a
+    tall grid whose tiles mix rays stepping over rows (13 steps) and over columns (6 steps),
+    the steps past a ray's last row must be clamped (the emulation is sharp: without the clamp
+    the reads leave the half)."""
+    import math
+
+    import operators as op
+    from operators.backends.triton_backend import KernelConfig
+    grid = op.ImageGrid(shape=(13, 6), spacing=(1.0, 1.0))
+    geom = op.ParallelGeometry(
+        angles=tuple(math.pi / 4 + d for d in (-0.1, -0.02, 0.02, 0.1, 1.0, 2.0)),
+        detector_count=21, detector_spacing=1.0)
+    cfg = KernelConfig.default(batch)
+    assert cfg.framed and cfg.transposed
+    over_rows, min_col, over_cols = _framed_forward_rows(grid, geom, cfg)
+    assert over_rows < 0 and min_col >= 0 and over_cols < 0
+    assert _framed_forward_rows(grid, geom, cfg, clamp_steps=False)[0] >= 0
 
 
 def test_parallel_view_table_is_the_rays_affine_form():
