@@ -560,5 +560,83 @@ def test_p512_full_size_on_gpu():
     assert abs(lhs - rhs) / abs(lhs) < DOT_TOL
 
 
+def random_checks(device: str, seed: int, n: int) -> list:
+    """``n`` random draws of a geometry (parallel / flat / curved fan, odd shapes, offsets, 1-12
+    views; impossible fan geometries are skipped), a batch size and a storage dtype, each run
+    with the default launch and v1's against the float64 reference of the stored input.
+    Returns the failures (empty when all agree)."""
+    import warnings
+
+    import numpy as np
+
+    import operators as op
+    from operators.backends.reference import ReferenceBackend
+    from operators.backends.triton_backend import KernelConfig, TritonBackend
+    rng = np.random.default_rng(seed)
+    tolerance = {torch.float32: F32_TOL, torch.float64: F64_TOL,
+                 torch.float16: HALF_TOL["float16"], torch.bfloat16: HALF_TOL["bfloat16"]}
+    failures = []
+    for case in range(n):
+        h, w = (int(v) for v in rng.integers(3, 24, 2))
+        grid = op.ImageGrid(shape=(h, w), spacing=tuple(float(v) for v in rng.uniform(0.5, 1.5, 2)))
+        angles = tuple(float(a) for a in rng.uniform(-4, 7, int(rng.integers(1, 12))))
+        n_det, spacing = int(rng.integers(2, 40)), float(rng.uniform(0.3, 3.0))
+        offset, kind = float(rng.uniform(-3, 3)), int(rng.integers(0, 3))
+        if kind == 0:
+            geom = op.ParallelGeometry(angles=angles, detector_count=n_det,
+                                       detector_spacing=spacing, detector_offset=offset)
+        else:
+            r = grid.radius * float(rng.uniform(1.05, 3))
+            try:
+                geom = op.FanGeometry(angles=angles, detector_count=n_det,
+                                      detector_spacing=spacing, source_to_isocenter=r,
+                                      source_to_detector=r * rng.uniform(1.1, 3),
+                                      detector=("flat", "curved")[kind - 1],
+                                      detector_offset=offset)
+            except ValueError:  # e.g. a curved detector spanning pi or more: not a scanner
+                continue
+        batch = int(rng.choice([1, 2, 3, 5, 8, 9, 16, 33]))
+        dtype = (torch.float32, torch.float16, torch.bfloat16, torch.float64)[int(rng.integers(4))]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            table = op.XRayTransform(grid, geom, backend="torch").ray_table
+        gen = torch.Generator().manual_seed(seed * 1000 + case)
+        x = torch.rand(batch, h, w, generator=gen, dtype=torch.float64).to(dtype)
+        y = torch.rand(batch, *geom.sinogram_shape, generator=gen, dtype=torch.float64).to(dtype)
+        ref = ReferenceBackend(grid)
+        yr, xr = ref.forward(x.double(), table), ref.adjoint(y.double(), table)
+        for name, cfg in (("default", None), ("v1", KernelConfig.v1(batch))):
+            kern = TritonBackend(grid, geom, cfg)
+            dev_table = table.to(device)
+            yk = kern.forward(x.to(device), dev_table).double().cpu()
+            xk = kern.adjoint(y.to(device), dev_table).double().cpu()
+            errors = (float((yk - yr).norm() / yr.norm().clamp_min(1e-300)),
+                      float((xk - xr).norm() / xr.norm().clamp_min(1e-300)))
+            if not (max(errors) < tolerance[dtype] and torch.isfinite(yk).all()
+                    and torch.isfinite(xk).all()):
+                failures.append(dict(case=case, launch=name, geometry=repr(geom),
+                                     grid=[h, w], batch=batch, dtype=str(dtype),
+                                     errors=errors))
+    return failures
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [1, 2])
+def test_random_geometries_batches_and_dtypes(seed):
+    """40 random cases per seed (about 4 minutes in the interpreter, seconds on a GPU)."""
+    if torch.cuda.is_available():
+        failures = random_checks("cuda", seed, 40)
+    else:
+        env = dict(os.environ, TRITON_INTERPRET="1", OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join(
+            filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+        proc = subprocess.run([sys.executable, __file__, "--random", "cpu", str(seed), "40"],
+                              cwd=REPO, env=env, capture_output=True, text=True, timeout=1800)
+        assert proc.returncode == 0, proc.stderr[-5000:]
+        failures = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert failures == []
+
+
 if __name__ == "__main__" and sys.argv[1:2] == ["--worker"]:
     print(json.dumps(run_checks(sys.argv[2])))
+if __name__ == "__main__" and sys.argv[1:2] == ["--random"]:
+    print(json.dumps(random_checks(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))))
