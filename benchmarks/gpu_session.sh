@@ -5,10 +5,11 @@
 #
 #     bash benchmarks/gpu_session.sh "$OUT"
 #
-# About 6-8 minutes on an H200: pytest ~1.5 min, benchmark <= BENCH_TIMEOUT (default 330 s;
-# after --budget-s only our default kernels still run). Extra benchmark arguments go in
-# BENCH_ARGS (e.g. BENCH_ARGS="--cases P512"). Everything is written as it goes, so a run cut
-# short still leaves its partial results.
+# At most 9.5 minutes (the device tool's limit per call is 10): pytest <= TEST_TIMEOUT (150 s),
+# racecheck of the batch-8 launches <= 2 x 60 s (RACECHECK=0 skips it), benchmark <=
+# BENCH_TIMEOUT (300 s; after --budget-s, 200 s, only our default kernels still run). Extra
+# benchmark arguments go in BENCH_ARGS (e.g. BENCH_ARGS="--cases P512"). Everything is written
+# as it goes, so a run cut short still leaves its partial results.
 set -u
 OUT_DIR=${1:?usage: bash benchmarks/gpu_session.sh OUTDIR}
 mkdir -p "$OUT_DIR"
@@ -20,12 +21,23 @@ if ls .whl/*.whl >/dev/null 2>&1; then
 fi
 { date -u; git rev-parse HEAD 2>/dev/null; nvidia-smi 2>&1 | head -15; } > "$OUT_DIR/machine.txt"
 
-timeout "${TEST_TIMEOUT:-200}" "$PY" -m pytest -q -rA -s -p no:cacheprovider \
+timeout "${TEST_TIMEOUT:-150}" "$PY" -m pytest -q -rA -s -p no:cacheprovider \
     tests/operators/test_triton_backend.py > "$OUT_DIR/pytest_triton.txt" 2>&1
 echo "pytest (triton, on the GPU) rc $?: $(tail -n 1 "$OUT_DIR/pytest_triton.txt")"
 grep -h "P512 adjoint relative errors" "$OUT_DIR/pytest_triton.txt"
 
-timeout "${BENCH_TIMEOUT:-330}" "$PY" benchmarks/gpu_bench.py --out "$OUT_DIR/bench" \
-    --budget-s "${BUDGET_S:-230}" ${BENCH_ARGS:-} > "$OUT_DIR/gpu_bench.log" 2>&1
+# The race detector on the batch-8 launches (v1's had shared-memory traffic in its loops);
+# about a minute; RACECHECK=0 skips it.
+if [ "${RACECHECK:-1}" != 0 ] && command -v compute-sanitizer >/dev/null 2>&1; then
+    for launch in v1 default; do
+        timeout 60 compute-sanitizer --tool racecheck --racecheck-report hazard \
+            "$PY" benchmarks/racecheck_batch8.py "$launch" > "$OUT_DIR/racecheck_$launch.txt" 2>&1
+        echo "racecheck $launch rc $?: $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY|forward' \
+            "$OUT_DIR/racecheck_$launch.txt" | tr '\n' ' ' | cut -c1-300)"
+    done
+fi
+
+timeout "${BENCH_TIMEOUT:-300}" "$PY" benchmarks/gpu_bench.py --out "$OUT_DIR/bench" \
+    --budget-s "${BUDGET_S:-200}" ${BENCH_ARGS:-} > "$OUT_DIR/gpu_bench.log" 2>&1
 echo "benchmark rc $?"
 grep -E "^(=== |  ours|  torchtomo|  deepinv|  diffct)" "$OUT_DIR/gpu_bench.log" | cut -c1-150
