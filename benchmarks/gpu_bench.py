@@ -175,9 +175,7 @@ def ours_triton_config(version="default", **kw):
         if version == "v1":
             base = KernelConfig.v1(case.batch).as_dict()
         elif version == "groups":
-            groups = 1 << max(0, min(2, (max(1, case.batch) - 1).bit_length() - 2))
-            base = dict(KernelConfig.default(case.batch).as_dict(), view_block=4, det_block=32,
-                        tile_h=8, tile_w=16, group=4, b_block=4 * groups)
+            base = KernelConfig.one_per_thread(case.batch).as_dict()
         else:
             base = KernelConfig.default(case.batch).as_dict()
         base.update(kw)

@@ -22,7 +22,6 @@ ship it); no GPU.
 
 from __future__ import annotations
 
-import math
 import re
 import sys
 from pathlib import Path
@@ -37,7 +36,7 @@ from triton.compiler import ASTSource  # noqa: E402
 import triton  # noqa: E402
 
 from operators.backends import triton_kernels as K  # noqa: E402
-from operators.backends.triton_backend import KernelConfig  # noqa: E402
+from operators.backends.triton_backend import KernelConfig, _vector_width  # noqa: E402
 
 F32, F64, I32, C = "*fp32", "*fp64", "i32", "constexpr"
 
@@ -69,13 +68,16 @@ def compile_sm90(fn, signature, constexprs, aligned, num_warps):
                           options={"num_warps": num_warps})
 
 
-_STORAGE = {torch.float32: ("*fp32", 4), torch.bfloat16: ("*bf16", 8),
-            torch.float16: ("*fp16", 8)}
+_POINTER = {torch.float32: "*fp32", torch.bfloat16: "*bf16", torch.float16: "*fp16"}
+
+
+def _storage(cfg: KernelConfig, dtype: torch.dtype):
+    """Pointer type and ``VEC`` of the data as the backend launches them."""
+    return _POINTER[dtype], _vector_width(dtype) if cfg.channels_last else 1
 
 
 def forward_kernel(cfg: KernelConfig, dtype: torch.dtype = torch.float32):
-    ptr, vec = _STORAGE[dtype]
-    vec = vec if cfg.channels_last else 1
+    ptr, vec = _storage(cfg, dtype)
     sig = dict(FWD_SIG, x_ptr=ptr, out_ptr=ptr)
     return compile_sm90(K.joseph_forward_kernel, sig, dict(
         x_b_stride=1, out_ray_stride=1, VIEW_BLOCK=cfg.view_block, DET_BLOCK=cfg.det_block,
@@ -87,8 +89,7 @@ def adjoint_kernel(cfg: KernelConfig, dtype: torch.dtype = torch.float32,
                    geom_code: int = K.GEOM_PARALLEL):
     """The adjoint kernel the runtime launches for ``cfg``: the parallel-beam kernel (v3) when
     ``cfg.parallel_adjoint == "affine"`` and the geometry is parallel, else the generic one."""
-    ptr, vec = _STORAGE[dtype]
-    vec = vec if cfg.channels_last else 1
+    ptr, vec = _storage(cfg, dtype)
     if geom_code == K.GEOM_PARALLEL and cfg.parallel_adjoint == "affine":
         return compile_sm90(K.joseph_adjoint_parallel_kernel,
                             dict(PAR_SIG, y_ptr=ptr, out_ptr=ptr), dict(
@@ -159,21 +160,13 @@ def images_per_thread(cfg: KernelConfig, lanes: int) -> float:
     return lanes * cfg.b_block / (32 * cfg.num_warps)
 
 
-def v2_groups(batch: int, dtype: torch.dtype) -> KernelConfig:
-    """One ray / pixel per thread at any batch (groups of one 128-bit load, up to 4)."""
-    vec = _STORAGE[dtype][1]
-    groups = min(4, 1 << max(0, math.ceil(math.log2(-(-batch // vec)))))
-    return KernelConfig(view_block=4, det_block=32, tile_h=8, tile_w=16, b_block=vec * groups,
-                        group=vec)
-
-
 def rows(batches=(1, 2, 4, 8, 16, 32)):
     for dtype in (torch.float32, torch.bfloat16):
         for batch in batches:
             versions = [("v1 launch", KernelConfig.v1(batch)), ("default", KernelConfig.default(
                 batch, dtype))]
             if batch > 1:
-                versions.append(("v2 groups", v2_groups(batch, dtype)))
+                versions.append(("v2 groups", KernelConfig.one_per_thread(batch, dtype)))
             for version, cfg in versions:
                 cells = []
                 for kern, lanes in ((forward_kernel(cfg, dtype), cfg.view_block * cfg.det_block),

@@ -140,12 +140,10 @@ class KernelConfig:
         those launches use 128 rays / pixels per program, one per thread, in groups of one
         128-bit load (2 groups of 4 float32 images, or 1 of 8 half-precision ones).
         """
+        if cls.v1(batch).b_block == 8:
+            return cls.one_per_thread(batch, dtype)
         cfg = cls.v1(batch)
         cfg.adjoint_count, cfg.parallel_adjoint, cfg.framed = "table", "affine", True
-        if cfg.b_block == 8:
-            vec = _vector_width(dtype)
-            cfg.view_block, cfg.det_block, cfg.tile_h, cfg.tile_w = 4, 32, 8, 16
-            cfg.group = min(vec, cfg.b_block)
         return cfg
 
     @classmethod
@@ -160,6 +158,16 @@ class KernelConfig:
                    tile_w=tile_w, b_block=b_block, group=b_block, channels_last=batch > 1,
                    transposed=True, num_warps=4, adjoint_count="reduce",
                    parallel_adjoint="generic", framed=False)
+
+    @classmethod
+    def one_per_thread(cls, batch: int, dtype: torch.dtype = torch.float32) -> "KernelConfig":
+        """One ray / pixel per thread at any batch: 128 per program, groups of one 128-bit load
+        (4 float32 or 8 half images), up to 4 groups (what :meth:`default` uses at batch 5-8;
+        the benchmark's ``[groups]`` variant elsewhere)."""
+        vec = _vector_width(dtype)
+        groups = min(4, 1 << max(0, math.ceil(math.log2(-(-max(1, batch) // vec)))))
+        return cls(view_block=4, det_block=32, tile_h=8, tile_w=16, b_block=vec * groups,
+                   group=vec)
 
     def as_dict(self) -> dict:
         return dict(view_block=self.view_block, det_block=self.det_block, tile_h=self.tile_h,
@@ -300,12 +308,12 @@ def _accumulator(dtype: torch.dtype):
 _COUNT_MARGIN = 0.05
 
 
-def candidate_counts(grid: ImageGrid, geometry, views: torch.Tensor, tile_h: int, tile_w: int,
-                     pad: float) -> torch.Tensor:
-    """Upper bounds of the adjoint's candidate rays per pixel and view (``COUNT_FROM_TABLE``).
+def candidate_counts(grid: ImageGrid, geometry, tile_h: int, tile_w: int, pad: float,
+                     device=None) -> torch.Tensor:
+    """Upper bounds of the adjoint's candidate rays per pixel and view (``COUNT_FROM_TABLE``),
+    on ``device``.
 
-    ``views`` is the kernel's float32 view table ``(V, 8)`` on the target device. In the
-    kernel, pixel ``p`` visits detectors ``ceil(lo_p - pad) .. floor(hi_p + pad)`` clipped to the
+    From the kernel's float32 view table (:func:`_view_table`). In the kernel, pixel ``p`` visits detectors ``ceil(lo_p - pad) .. floor(hi_p + pad)`` clipped to the
     detector, so at most ``floor(hi_p - lo_p + 2 pad) + 1``; this bound is evaluated here in
     float64 from the same float32 parameters, widened by :data:`_COUNT_MARGIN` and a relative
     ``2**-18 |j|`` for the float32 rounding of the ends (fan beam: with the ends clipped as the
@@ -322,19 +330,19 @@ def candidate_counts(grid: ImageGrid, geometry, views: torch.Tensor, tile_h: int
     from .triton_kernels import GEOM_PARALLEL
     h, w = grid.shape
     n_det = geometry.detector_count
-    t = views.to(torch.float64)
-    _, code, det_scale, det_shift, sdd = _view_table(grid, geometry)
+    views, code, det_scale, det_shift, sdd = _view_table(grid, geometry)
+    t = torch.from_numpy(views).to(device=device, dtype=torch.float64)
     if code == GEOM_PARALLEL:
         a_c, a_r, a_0, half = t[:, 0], t[:, 1], t[:, 2], t[:, 3]
         j_max = a_c.abs() * w + a_r.abs() * h + a_0.abs() + half
         bound = 2 * half + 2 * pad + _COUNT_MARGIN + 2.0**-18 * j_max
         return torch.clamp(torch.floor(bound) + 1, max=n_det).to(torch.int32).contiguous()
     th, tw = -(-h // tile_h), -(-w // tile_w)
-    rows = torch.arange(th * tile_h, device=views.device, dtype=torch.float64)
-    cols = torch.arange(tw * tile_w, device=views.device, dtype=torch.float64)
+    rows = torch.arange(th * tile_h, device=t.device, dtype=torch.float64)
+    cols = torch.arange(tw * tile_w, device=t.device, dtype=torch.float64)
     inside = (rows[:, None] < h) & (cols[None, :] < w)
     rf, cf = rows[:, None], cols[None, :]
-    out = torch.empty(t.shape[0], th * tw, dtype=torch.int32, device=views.device)
+    out = torch.empty(t.shape[0], th * tw, dtype=torch.int32, device=t.device)
     chunk = max(1, (1 << 20) // (th * tile_h * tw * tile_w))
     for v0 in range(0, t.shape[0], chunk):
         p = t[v0:v0 + chunk, :, None, None]  # (c, 8, 1, 1)
@@ -434,8 +442,8 @@ class TritonBackend:
         from .triton_kernels import CANDIDATE_PAD, GEOM_PARALLEL
         key = (tile_h, tile_w) if tabs["geom"] != GEOM_PARALLEL else None
         if key not in tabs["counts"]:
-            tabs["counts"][key] = candidate_counts(self.grid, self.geometry, tabs["views"],
-                                                   tile_h, tile_w, CANDIDATE_PAD)
+            tabs["counts"][key] = candidate_counts(self.grid, self.geometry, tile_h, tile_w,
+                                                   CANDIDATE_PAD, tabs["views"].device)
         return tabs["counts"][key]
 
     # -- helpers --------------------------------------------------------------------------------
@@ -462,26 +470,31 @@ class TritonBackend:
             yield start, min(batch, start + step)
 
     # -- operators ------------------------------------------------------------------------------
+    def _run(self, name: str, t: torch.Tensor, trailing, table: torch.Tensor, out_shape,
+             per_item: int, chunk) -> torch.Tensor:
+        """Check ``t``, then apply ``chunk(t_part, out_part, tables, V, D)`` to batch chunks
+        small enough that every tensor the kernels index has fewer than ``2**31`` elements
+        (``per_item`` of them per image)."""
+        self._check(name, t, trailing)
+        tabs = self.tables(table)
+        _, v, d = table.shape
+        out = torch.empty(t.shape[0], *out_shape, dtype=t.dtype, device=t.device)
+        with _on_device(t.device):
+            for start, stop in self._batch_chunks(t.shape[0], per_item):
+                chunk(t[start:stop], out[start:stop], tabs, v, d)
+        return out
+
     def forward(self, x: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
         """Project ``x`` ``(B, H, W)`` to ``(B, V, D)`` (line integrals, Joseph's method)."""
         h, w = self.grid.shape
-        self._check("x", x, (h, w))
-        tabs = self.tables(table)
         _, v, d = table.shape
-        b = x.shape[0]
-        out = torch.empty(b, v, d, dtype=x.dtype, device=x.device)
-        if b == 0:
-            return out
-        per_item = max(2 * h * w, v * d)
-        with _on_device(x.device):
-            for start, stop in self._batch_chunks(b, per_item):
-                self._forward_chunk(x[start:stop], out[start:stop], tabs, v, d)
-        return out
+        # The image and its transpose, each with a zero frame at most (see _forward_chunk).
+        per_item = max(2 * max(h * (w + 2), w * (h + 2)), v * d)
+        return self._run("x", x, (h, w), table, (v, d), per_item, self._forward_chunk)
 
     def _forward_chunk(self, x, out, tabs, v, d):
         from . import triton_kernels as K
         import triton
-        import triton.language as tl
         h, w = self.grid.shape
         b = x.shape[0]
         cfg = self._config(b, x.dtype)
@@ -525,23 +538,12 @@ class TritonBackend:
     def adjoint(self, y: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
         """Back-project ``y`` ``(B, V, D)`` to ``(B, H, W)`` (exact adjoint of :meth:`forward`)."""
         _, v, d = table.shape
-        self._check("y", y, (v, d))
-        tabs = self.tables(table)
         h, w = self.grid.shape
-        b = y.shape[0]
-        out = torch.empty(b, h, w, dtype=y.dtype, device=y.device)
-        if b == 0:
-            return out
-        per_item = max(h * w, v * d)
-        with _on_device(y.device):
-            for start, stop in self._batch_chunks(b, per_item):
-                self._adjoint_chunk(y[start:stop], out[start:stop], tabs, v, d)
-        return out
+        return self._run("y", y, (v, d), table, (h, w), max(h * w, v * d), self._adjoint_chunk)
 
     def _adjoint_chunk(self, y, out, tabs, v, d):
         from . import triton_kernels as K
         import triton
-        import triton.language as tl
         h, w = self.grid.shape
         b = y.shape[0]
         cfg = self._config(b, y.dtype)

@@ -496,7 +496,7 @@ def test_fan_candidate_counts_bound_every_pixels_interval(seed):
     odd tiles); pure numpy, so CI checks it at sizes the interpreter cannot run."""
     import numpy as np
     import operators as op
-    from operators.backends.triton_backend import _view_table, candidate_counts
+    from operators.backends.triton_backend import candidate_counts
     from operators.backends.triton_kernels import CANDIDATE_PAD
     rng = np.random.default_rng(seed)
     h, w = (int(v) for v in rng.integers(20, 70, size=2))
@@ -507,8 +507,7 @@ def test_fan_candidate_counts_bound_every_pixels_interval(seed):
         r * float(rng.uniform(1.2, 3.0)), ["flat", "curved"][seed % 2],
         detector_offset=float(rng.uniform(-5, 5)))
     tile_h, tile_w = [(4, 8), (8, 16), (16, 16)][seed % 3]
-    views = torch.from_numpy(_view_table(grid, geom)[0])
-    counts = candidate_counts(grid, geom, views, tile_h, tile_w, CANDIDATE_PAD).numpy()
+    counts = candidate_counts(grid, geom, tile_h, tile_w, CANDIDATE_PAD).numpy()
     need = _kernel_interval_lengths(grid, geom)
     th, tw = -(-h // tile_h), -(-w // tile_w)
     padded = np.zeros((need.shape[0], th * tile_h, tw * tile_w), dtype=np.int64)
