@@ -16,11 +16,12 @@ functions, so a change of energy is one argument.
 
 from __future__ import annotations
 
-import math
 import numbers
 
 import numpy as np
 import torch
+
+from operators.geometry import _positive_float
 
 __all__ = ["MU_WATER", "hu_to_mu", "mu_to_hu"]
 
@@ -29,12 +30,8 @@ MU_WATER = 0.0192
 
 
 def _check_mu_water(mu_water) -> float:
-    if isinstance(mu_water, bool) or not isinstance(mu_water, numbers.Real):
-        raise TypeError(f"mu_water must be a real number (1/mm), got {type(mu_water).__name__}")
-    mu_water = float(mu_water)
-    if not math.isfinite(mu_water) or mu_water <= 0:
-        raise ValueError(f"mu_water must be positive and finite (1/mm), got {mu_water!r}")
-    return mu_water
+    """``mu_water`` as a positive finite float (1/mm), or an error naming it."""
+    return _positive_float("mu_water (1/mm)", mu_water)
 
 
 def _as_float(values):
