@@ -23,6 +23,7 @@ ship it); no GPU.
 from __future__ import annotations
 
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -178,9 +179,51 @@ def rows(batches=(1, 2, 4, 8, 16, 32)):
                        f"{cfg.b_block}/{cfg.group}"] + cells
 
 
+#: The kernels that ran on the H200 on 2026-11-26 (v1, KERNELS.md "v1 measured").
+V1_COMMIT = "73289c7"
+
+
+def v1_as_run_rows(commit: str = V1_COMMIT, batches=(8, 32)):
+    """The same counts for the float32 kernels of ``commit`` (v1's source, read with ``git
+    show``), compiled with v1's own signature and launch: the baseline the README quotes."""
+    import importlib.util
+    import tempfile
+    source = subprocess.run(["git", "show", f"{commit}:operators/backends/triton_kernels.py"],
+                            cwd=REPO, capture_output=True, text=True, check=True).stdout
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"triton_kernels_{commit}.py"
+        path.write_text(source)  # Triton reads the kernels' source from their file
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        old = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(old)
+        fwd_sig = {k: v for k, v in FWD_SIG.items() if k not in ("GROUP", "GROUPS", "FRAMED")}
+        adj_sig = {k: v for k, v in ADJ_SIG.items() if k not in (
+            "count_ptr", "count_v_stride", "count_t_stride", "GROUP", "GROUPS",
+            "COUNT_FROM_TABLE")}
+        for batch in batches:
+            cfg = KernelConfig.v1(batch)
+            fwd = compile_sm90(old.joseph_forward_kernel, dict(fwd_sig, B_BLOCK=C), dict(
+                x_b_stride=1, out_ray_stride=1, VIEW_BLOCK=cfg.view_block,
+                DET_BLOCK=cfg.det_block, B_BLOCK=cfg.b_block, TRANSPOSED=True, VEC=4,
+                EVEN_B=True, DTYPE=tl.float32), FWD_PTRS, cfg.num_warps)
+            adj = compile_sm90(old.joseph_adjoint_kernel, dict(adj_sig, B_BLOCK=C), dict(
+                y_b_stride=1, out_pix_stride=1, TILE_H=cfg.tile_h, TILE_W=cfg.tile_w,
+                B_BLOCK=cfg.b_block, GEOM=K.GEOM_PARALLEL, PAD=K.CANDIDATE_PAD, VEC=4,
+                EVEN_B=True, DTYPE=tl.float32), [p for p in ADJ_PTRS if p != "count_ptr"],
+                cfg.num_warps)
+            cells = []
+            for kern, lanes in ((fwd, cfg.view_block * cfg.det_block),
+                                (adj, cfg.tile_h * cfg.tile_w)):
+                r = report(kern, images_per_thread(cfg, lanes))
+                cells += [r["barriers in loop"], r["shared in loop"], r["f64 in loop"],
+                          r["loop instr"], f"{r['instr / image']:.1f}"]
+            yield ["float32", batch, f"v1 as run ({commit})", f"{cfg.b_block}/{cfg.group}"] + cells
+
+
 def main() -> int:
-    """Print the table. "v1 launch" is v1's tiles, masks and candidate count compiled from the
-    current code (its arithmetic is v3's); "default" is what the backend launches."""
+    """Print the table. "v1 as run" is the source that ran on the H200 (needs a git checkout);
+    "v1 launch" is v1's tiles, masks and candidate count compiled from the current code (its
+    arithmetic is v3's); "default" is what the backend launches."""
     head = ["dtype", "batch", "config", "b_block/group"] + [
         f"{k} {m}" for k in ("fwd", "adj")
         for m in ("barriers", "shared", "f64", "instr", "instr/image")]
@@ -188,7 +231,12 @@ def main() -> int:
           f"{triton.__version__}:\n")
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
-    for row in rows():
+    try:
+        baseline = list(v1_as_run_rows())
+    except (OSError, subprocess.CalledProcessError) as exc:  # no git checkout
+        baseline = []
+        print(f"(v1 as run: not available here: {exc})")
+    for row in baseline + list(rows()):
         print("| " + " | ".join(str(c) for c in row) + " |")
     return 0
 
