@@ -166,16 +166,16 @@ def ours_triton(case, dev):
 
 
 def ours_triton_config(version="default", **kw):
-    """Our kernels with an explicit launch: ``version`` "default" (v3), "v1" (the first
-    version's launch, masks and candidate count, ``KernelConfig.v1``; the arithmetic is the
-    current one) or "groups" (one ray / pixel per thread at every batch: groups of 4 images, up
-    to 4), then ``kw`` overrides."""
+    """Our kernels with an explicit launch: ``version`` "default" (v4, planar), "v3" (v3's
+    channels-last launch, ``KernelConfig.v3``) or "v1" (the first version's launch, masks and
+    candidate count, ``KernelConfig.v1``; the arithmetic is the current one), then ``kw``
+    overrides."""
     def factory(case, dev):
         from operators.backends.triton_backend import KernelConfig, TritonBackend
         if version == "v1":
             base = KernelConfig.v1(case.batch).as_dict()
-        elif version == "groups":
-            base = KernelConfig.one_per_thread(case.batch).as_dict()
+        elif version == "v3":
+            base = KernelConfig.v3(case.batch).as_dict()
         else:
             base = KernelConfig.default(case.batch).as_dict()
         base.update(kw)
@@ -313,9 +313,10 @@ def _sparse_ok(case, dev):
 #: Priority 1 runs for every case first (our default and v1 launches, bfloat16, every peer),
 #: priority 2 afterwards, so that the time budget cuts the optional variants, not whole cases.
 VARIANTS = [
-    # Priority 1, every case: our default, v1's launch (measured 2026-11-26) in the same run,
-    # bfloat16 storage, and every peer the issue names.
+    # Priority 1, every case: our default (v4), v3's launch and v1's (measured 2026-11-26) in
+    # the same run, bfloat16 storage, and every peer the issue names.
     Variant("ours:triton", "ours", ours_triton, always=True),
+    Variant("ours:triton[v3]", "ours", ours_triton_config("v3")),
     Variant("ours:triton[v1]", "ours", ours_triton_config("v1"), applies=_not_memory),
     Variant("ours:triton bf16", "ours", ours_triton, applies=_not_memory, dtype="bfloat16"),
     Variant("torchtomo:cuda", "peer", torchtomo_variant("cuda")),
@@ -326,8 +327,10 @@ VARIANTS = [
     # Priority 2, after every case's first pass (the time budget cuts these first).
     Variant("ours:triton fp16", "ours", ours_triton, applies=_not_memory, dtype="float16",
             priority=2),
-    Variant("ours:triton[groups]", "ours", ours_triton_config("groups"), applies=_goal_case,
-            priority=2),
+    # v4's tiles against the alternatives the cost model ranks below them (KERNELS.md): warps
+    # of 32 detectors of one view / 2 x 16 pixels.
+    Variant("ours:triton[v4, tiles 4x32 / 8x16]", "ours", ours_triton_config(
+        view_block=4, det_block=32, tile_h=8, tile_w=16), applies=_goal_case, priority=2),
     # v3's two kernel changes off: the generic adjoint on parallel beams, masked loads.
     Variant("ours:triton[generic adjoint, unframed]", "ours", ours_triton_config(
         parallel_adjoint="generic", framed=False), applies=_goal_case, priority=2),

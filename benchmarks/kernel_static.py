@@ -44,19 +44,19 @@ F32, F64, I32, C = "*fp32", "*fp64", "i32", "constexpr"
 FWD_SIG = dict(x_ptr=F32, out_ptr=F32, slope_ptr=F64, icpt_ptr=F64, step_ptr=F64,
                kmin_ptr="*i32", kmax_ptr="*i32", n_views=I32, n_det=I32, n_batch=I32,
                width=I32, height=I32, x_pix_q=I32, x_b_stride=C, x_half_q=I32,
-               out_ray_stride=C, out_b_stride=I32, VIEW_BLOCK=C, DET_BLOCK=C, GROUP=C,
-               GROUPS=C, TRANSPOSED=C, VEC=C, EVEN_B=C, DTYPE=C, FRAMED=C)
+               x_plane_q=I32, out_ray_stride=C, out_b_stride=I32, VIEW_BLOCK=C, DET_BLOCK=C,
+               GROUP=C, GROUPS=C, TRANSPOSED=C, VEC=C, EVEN_B=C, DTYPE=C, FRAMED=C, PLANAR=C)
 ADJ_SIG = dict(y_ptr=F32, out_ptr=F32, slope_ptr=F64, icpt_ptr=F64, step_ptr=F64,
                view_ptr=F32, count_ptr="*i32", count_v_stride=I32, count_t_stride=I32,
                n_views=I32, n_det=I32, n_batch=I32, height=I32, width=I32,
-               y_ray_q=I32, y_b_stride=C, out_pix_stride=C, out_b_stride=I32,
+               y_ray_q=I32, y_b_stride=C, y_plane_q=I32, out_pix_stride=C, out_b_stride=I32,
                det_scale="fp32", det_shift="fp32", sdd="fp32", TILE_H=C, TILE_W=C,
                GROUP=C, GROUPS=C, GEOM=C, PAD=C, VEC=C, EVEN_B=C, DTYPE=C,
-               COUNT_FROM_TABLE=C)
+               COUNT_FROM_TABLE=C, PLANAR=C)
 PAR_SIG = dict(y_ptr=F32, out_ptr=F32, pview_ptr=F64, count_ptr="*i32", n_views=I32,
                n_det=I32, n_batch=I32, height=I32, width=I32, y_ray_q=I32, y_b_stride=C,
-               out_pix_stride=C, out_b_stride=I32, TILE_H=C, TILE_W=C, GROUP=C, GROUPS=C,
-               VEC=C, EVEN_B=C, DTYPE=C)
+               y_plane_q=I32, out_pix_stride=C, out_b_stride=I32, TILE_H=C, TILE_W=C, GROUP=C,
+               GROUPS=C, VEC=C, EVEN_B=C, DTYPE=C, PLANAR=C)
 FWD_PTRS = ["x_ptr", "out_ptr", "slope_ptr", "icpt_ptr", "step_ptr", "kmin_ptr", "kmax_ptr"]
 ADJ_PTRS = ["y_ptr", "out_ptr", "slope_ptr", "icpt_ptr", "step_ptr", "view_ptr", "count_ptr"]
 
@@ -74,7 +74,10 @@ _POINTER = {torch.float32: "*fp32", torch.bfloat16: "*bf16", torch.float16: "*fp
 
 def _storage(cfg: KernelConfig, dtype: torch.dtype):
     """Pointer type and ``VEC`` of the data as the backend launches them."""
-    return _POINTER[dtype], _vector_width(dtype) if cfg.channels_last else 1
+    if cfg.layout == "plain":
+        return _POINTER[dtype], 1
+    vec = _vector_width(dtype)
+    return _POINTER[dtype], min(vec, cfg.group) if cfg.layout == "planar" else vec
 
 
 def forward_kernel(cfg: KernelConfig, dtype: torch.dtype = torch.float32):
@@ -83,7 +86,8 @@ def forward_kernel(cfg: KernelConfig, dtype: torch.dtype = torch.float32):
     return compile_sm90(K.joseph_forward_kernel, sig, dict(
         x_b_stride=1, out_ray_stride=1, VIEW_BLOCK=cfg.view_block, DET_BLOCK=cfg.det_block,
         GROUP=cfg.group, GROUPS=cfg.groups, TRANSPOSED=cfg.transposed, VEC=vec, EVEN_B=True,
-        DTYPE=tl.float32, FRAMED=cfg.framed and cfg.transposed), FWD_PTRS, cfg.num_warps)
+        DTYPE=tl.float32, FRAMED=cfg.framed and cfg.transposed,
+        PLANAR=cfg.layout == "planar"), FWD_PTRS, cfg.num_warps)
 
 
 def adjoint_kernel(cfg: KernelConfig, dtype: torch.dtype = torch.float32,
@@ -96,14 +100,14 @@ def adjoint_kernel(cfg: KernelConfig, dtype: torch.dtype = torch.float32,
                             dict(PAR_SIG, y_ptr=ptr, out_ptr=ptr), dict(
                                 y_b_stride=1, out_pix_stride=1, TILE_H=cfg.tile_h,
                                 TILE_W=cfg.tile_w, GROUP=cfg.group, GROUPS=cfg.groups, VEC=vec,
-                                EVEN_B=True, DTYPE=tl.float32),
+                                EVEN_B=True, DTYPE=tl.float32, PLANAR=cfg.layout == "planar"),
                             ["y_ptr", "out_ptr", "pview_ptr", "count_ptr"], cfg.num_warps)
     sig = dict(ADJ_SIG, y_ptr=ptr, out_ptr=ptr)
     return compile_sm90(K.joseph_adjoint_kernel, sig, dict(
         y_b_stride=1, out_pix_stride=1, TILE_H=cfg.tile_h, TILE_W=cfg.tile_w, GROUP=cfg.group,
         GROUPS=cfg.groups, GEOM=geom_code, PAD=K.CANDIDATE_PAD, VEC=vec, EVEN_B=True,
-        DTYPE=tl.float32, COUNT_FROM_TABLE=cfg.adjoint_count == "table"),
-        ADJ_PTRS, cfg.num_warps)
+        DTYPE=tl.float32, COUNT_FROM_TABLE=cfg.adjoint_count == "table",
+        PLANAR=cfg.layout == "planar"), ADJ_PTRS, cfg.num_warps)
 
 
 def innermost_loop(ptx: str) -> list:
@@ -126,6 +130,40 @@ def innermost_loop(ptx: str) -> list:
             body = [x for x in body if x and not x.startswith(("$L", "//", ".", "{", "}"))]
             return [re.sub(r"^@!?%p\d+\s+", "", x) for x in _drop_dead_zeroing(body)]
     return []
+
+
+def instructions_by_loop_depth(ptx: str) -> dict:
+    """PTX instructions per loop depth, from LLVM's block comments (``Loop Header: Depth=d``,
+    ``in Loop: Header=... Depth=d``): ``{0: outside loops, 1: ..., 2: ...}``. In the adjoint,
+    depth 1 is the per-view work around the candidate loop (depth 2). Dead zeroing moves are
+    dropped as in :func:`innermost_loop`."""
+    depth, counts, body = 0, {}, []
+
+    def flush():
+        counts[depth] = counts.get(depth, 0) + len(_drop_dead_zeroing(body))
+
+    in_func = False
+    for ln in ptx.splitlines():
+        x = ln.strip()
+        if x.startswith(".visible .entry") or x.startswith(".entry"):
+            in_func = True
+        if not in_func:
+            continue
+        if re.match(r"^\$L__BB\d+_\d+:", x) or re.match(r"^// %bb\.\d+:", x):
+            flush()
+            body = []
+            m = re.search(r"Depth=(\d+)", x)
+            depth = int(m.group(1)) if m else 0
+            continue
+        if x.startswith("//"):
+            m = re.search(r"Depth=(\d+)", x)
+            if m and not body:
+                depth = int(m.group(1))
+            continue
+        if x and not x.startswith(("$L", ".", "{", "}", "(", ")")):
+            body.append(re.sub(r"^@!?%p\d+\s+", "", x))
+    flush()
+    return counts
 
 
 def _drop_dead_zeroing(body: list) -> list:
@@ -151,6 +189,8 @@ def report(kern, images_per_thread: int) -> dict:
         "ld.v4 in loop": sum(bool(re.match(r"ld\.global[.\w]*\.v4", x)) for x in loop),
         "f64 in loop": sum(bool(re.search(r"\.f64\b", x)) for x in loop),
         "loop instr": len(loop),
+        "outer instr": (instructions_by_loop_depth(ptx).get(1, 0)
+                        if "Depth=2" in ptx else 0),
         "instr / image": len(loop) / images_per_thread,
     }
 
@@ -183,9 +223,11 @@ def rows(batches=(1, 2, 4, 8, 16, 32)):
 V1_COMMIT = "73289c7"
 
 
-def v1_as_run_rows(commit: str = V1_COMMIT, batches=(8, 32)):
-    """The same counts for the float32 kernels of ``commit`` (v1's source, read with ``git
-    show``), compiled with v1's own signature and launch: the baseline the README quotes."""
+def v1_as_run_kernels(batch: int, geom_code: int = K.GEOM_PARALLEL,
+                      commit: str = V1_COMMIT):
+    """v1's float32 forward and adjoint kernels as they ran on the H200: the source of
+    ``commit`` (read with ``git show``) compiled with v1's own signature and launch for
+    ``batch``. Returns ``(forward, adjoint, config)``."""
     import importlib.util
     import tempfile
     source = subprocess.run(["git", "show", f"{commit}:operators/backends/triton_kernels.py"],
@@ -196,28 +238,36 @@ def v1_as_run_rows(commit: str = V1_COMMIT, batches=(8, 32)):
         spec = importlib.util.spec_from_file_location(path.stem, path)
         old = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(old)
-        fwd_sig = {k: v for k, v in FWD_SIG.items() if k not in ("GROUP", "GROUPS", "FRAMED")}
+        fwd_sig = {k: v for k, v in FWD_SIG.items() if k not in (
+            "GROUP", "GROUPS", "FRAMED", "PLANAR", "x_plane_q")}
         adj_sig = {k: v for k, v in ADJ_SIG.items() if k not in (
             "count_ptr", "count_v_stride", "count_t_stride", "GROUP", "GROUPS",
-            "COUNT_FROM_TABLE")}
-        for batch in batches:
-            cfg = KernelConfig.v1(batch)
-            fwd = compile_sm90(old.joseph_forward_kernel, dict(fwd_sig, B_BLOCK=C), dict(
-                x_b_stride=1, out_ray_stride=1, VIEW_BLOCK=cfg.view_block,
-                DET_BLOCK=cfg.det_block, B_BLOCK=cfg.b_block, TRANSPOSED=True, VEC=4,
-                EVEN_B=True, DTYPE=tl.float32), FWD_PTRS, cfg.num_warps)
-            adj = compile_sm90(old.joseph_adjoint_kernel, dict(adj_sig, B_BLOCK=C), dict(
-                y_b_stride=1, out_pix_stride=1, TILE_H=cfg.tile_h, TILE_W=cfg.tile_w,
-                B_BLOCK=cfg.b_block, GEOM=K.GEOM_PARALLEL, PAD=K.CANDIDATE_PAD, VEC=4,
-                EVEN_B=True, DTYPE=tl.float32), [p for p in ADJ_PTRS if p != "count_ptr"],
-                cfg.num_warps)
-            cells = []
-            for kern, lanes in ((fwd, cfg.view_block * cfg.det_block),
-                                (adj, cfg.tile_h * cfg.tile_w)):
-                r = report(kern, images_per_thread(cfg, lanes))
-                cells += [r["barriers in loop"], r["shared in loop"], r["f64 in loop"],
-                          r["loop instr"], f"{r['instr / image']:.1f}"]
-            yield ["float32", batch, f"v1 as run ({commit})", f"{cfg.b_block}/{cfg.group}"] + cells
+            "COUNT_FROM_TABLE", "PLANAR", "y_plane_q")}
+        cfg = KernelConfig.v1(batch)
+        fwd = compile_sm90(old.joseph_forward_kernel, dict(fwd_sig, B_BLOCK=C), dict(
+            x_b_stride=1, out_ray_stride=1, VIEW_BLOCK=cfg.view_block,
+            DET_BLOCK=cfg.det_block, B_BLOCK=cfg.b_block, TRANSPOSED=True, VEC=4,
+            EVEN_B=True, DTYPE=tl.float32), FWD_PTRS, cfg.num_warps)
+        adj = compile_sm90(old.joseph_adjoint_kernel, dict(adj_sig, B_BLOCK=C), dict(
+            y_b_stride=1, out_pix_stride=1, TILE_H=cfg.tile_h, TILE_W=cfg.tile_w,
+            B_BLOCK=cfg.b_block, GEOM=geom_code, PAD=K.CANDIDATE_PAD, VEC=4,
+            EVEN_B=True, DTYPE=tl.float32), [p for p in ADJ_PTRS if p != "count_ptr"],
+            cfg.num_warps)
+    return fwd, adj, cfg
+
+
+def v1_as_run_rows(commit: str = V1_COMMIT, batches=(8, 32)):
+    """The same counts for the float32 kernels of ``commit`` (v1's source, read with ``git
+    show``), compiled with v1's own signature and launch: the baseline the README quotes."""
+    for batch in batches:
+        fwd, adj, cfg = v1_as_run_kernels(batch, commit=commit)
+        cells = []
+        for kern, lanes in ((fwd, cfg.view_block * cfg.det_block),
+                            (adj, cfg.tile_h * cfg.tile_w)):
+            r = report(kern, images_per_thread(cfg, lanes))
+            cells += [r["barriers in loop"], r["shared in loop"], r["f64 in loop"],
+                      r["loop instr"], f"{r['instr / image']:.1f}"]
+        yield ["float32", batch, f"v1 as run ({commit})", f"{cfg.b_block}/{cfg.group}"] + cells
 
 
 def main() -> int:

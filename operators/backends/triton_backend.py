@@ -77,9 +77,14 @@ class KernelConfig:
         v2 (default): ``group`` = one 128-bit load (4 float32, 8 half), so that a thread owns
         one ray / pixel and evaluates its coefficients once for up to 4 loads. v1:
         ``group = b_block``, one accumulator whose images the compiler spreads over threads.
-    channels_last : bool
-        Copy images / sinograms to ``(H, W, B)`` / ``(V, D, B)`` layout before the gathers, so
-        that one gather reads ``group`` contiguous values.
+    layout : {"channels_last", "planar", "plain"}
+        How images / sinograms are copied before the gathers (batches of one image always use
+        ``"plain"``). ``"channels_last"`` (v1-v3): ``(H, W, B)`` / ``(V, D, B)``, the batch
+        innermost, so that one gather reads ``group`` contiguous images and a pixel's images
+        are one contiguous row. ``"planar"`` (v4): planes of ``group`` images,
+        ``(B / group, H, W, group)`` / ``(B / group, V, D, group)``, so that neighbouring rays
+        (pixels) of a warp, which read neighbouring pixels (rays), read neighbouring 16-byte
+        vectors of one plane. ``"plain"``: the ``(B, H, W)`` / ``(B, V, D)`` input as it is.
     transposed : bool
         Forward only: also copy the transposed image, read by the rays that step over columns,
         so that every ray's two neighbours (and neighbouring rays) are adjacent in memory.
@@ -99,8 +104,10 @@ class KernelConfig:
         can use. float64 data always uses the generic kernel.
     """
 
+    LAYOUTS = ("channels_last", "planar", "plain")
+
     def __init__(self, view_block=4, det_block=32, tile_h=8, tile_w=16, b_block=16, group=4,
-                 channels_last=True, transposed=True, num_warps=4, adjoint_count="table",
+                 layout="channels_last", transposed=True, num_warps=4, adjoint_count="table",
                  parallel_adjoint="affine", framed=True):
         for name, value in (("view_block", view_block), ("det_block", det_block),
                             ("tile_h", tile_h), ("tile_w", tile_w), ("b_block", b_block),
@@ -109,6 +116,8 @@ class KernelConfig:
                 raise ValueError(f"{name} must be a positive power of two, got {value}")
         if b_block % group or b_block // group > 4:
             raise ValueError(f"b_block ({b_block}) must be 1, 2 or 4 times group ({group})")
+        if layout not in self.LAYOUTS:
+            raise ValueError(f"layout must be one of {self.LAYOUTS}, got {layout!r}")
         if adjoint_count not in ("table", "reduce"):
             raise ValueError(f"adjoint_count must be 'table' or 'reduce', got {adjoint_count!r}")
         if parallel_adjoint not in ("affine", "generic"):
@@ -117,7 +126,7 @@ class KernelConfig:
         self.view_block, self.det_block = int(view_block), int(det_block)
         self.tile_h, self.tile_w = int(tile_h), int(tile_w)
         self.b_block, self.group = int(b_block), int(group)
-        self.channels_last = bool(channels_last)
+        self.layout = layout
         self.transposed = bool(transposed)
         self.num_warps = int(num_warps)
         self.adjoint_count = adjoint_count
@@ -131,15 +140,37 @@ class KernelConfig:
 
     @classmethod
     def default(cls, batch: int, dtype: torch.dtype = torch.float32) -> "KernelConfig":
-        """The launch used when no config is given (v2).
+        """The launch used when no config is given: :meth:`planar` (v4) for batches of two
+        or more images, v3's launch (:meth:`v3`, the plain layout) for a single image."""
+        if batch <= 1:
+            return cls.v3(batch, dtype)
+        return cls.planar(batch, dtype)
 
-        v1's tiles (:meth:`v1`), with the adjoint's candidate count from the table, except
-        where v1's batch tile is 8 images: there the compiler spreads a ray's (pixel's) 8
-        images over 2 threads and moves every step's coefficients between threads through
-        shared memory, with barriers, in both kernels (``benchmarks/kernel_static.py``), so
-        those launches use 128 rays / pixels per program, one per thread, in groups of one
-        128-bit load (2 groups of 4 float32 images, or 1 of 8 half-precision ones).
+    @classmethod
+    def planar(cls, batch: int, dtype: torch.dtype = torch.float32) -> "KernelConfig":
+        """v4: planar layout, one ray / pixel per thread, up to 4 planes of one 128-bit load
+        (4 float32 or 8 half-precision images) per thread.
+
+        Tiles (chosen with ``benchmarks/kernel_model.py``, ``KERNELS.md``): the forward's 128
+        rays are 16 views x 8 detectors, so a warp's 32 rays are 4 neighbouring views x 8
+        neighbouring detectors and read a compact patch of each image row; the adjoint's
+        pixels are 16 x 8 (a warp: 4 rows x 8 columns), or 16 x 16 (two per thread, sharing the
+        per-view work) when a thread serves at most 8 images.
         """
+        vec = _vector_width(dtype)
+        group = min(vec, 1 << max(0, math.ceil(math.log2(max(1, batch)))))
+        groups = min(4, 1 << max(0, math.ceil(math.log2(-(-max(1, batch) // group)))))
+        b_block = group * groups
+        return cls(view_block=16, det_block=8, tile_h=16, tile_w=16 if b_block <= 8 else 8,
+                   b_block=b_block, group=group, layout="planar")
+
+    @classmethod
+    def v3(cls, batch: int, dtype: torch.dtype = torch.float32) -> "KernelConfig":
+        """v3's default launch (channels-last): v1's tiles (:meth:`v1`) with the candidate
+        count from the table, the parallel-beam adjoint and framed copies, except where v1's
+        batch tile is 8 images: there v1's compiler output moved every step's coefficients
+        between threads through shared memory, with barriers (``benchmarks/kernel_static.py``),
+        so v2 and v3 use :meth:`one_per_thread`."""
         if cls.v1(batch).b_block == 8:
             return cls.one_per_thread(batch, dtype)
         cfg = cls.v1(batch)
@@ -155,15 +186,16 @@ class KernelConfig:
         view_block = 4 if lanes >= 32 else 1
         tile_w = 1 << math.ceil(0.5 * math.log2(lanes))  # square-ish pixel tile, w >= h
         return cls(view_block=view_block, det_block=lanes // view_block, tile_h=lanes // tile_w,
-                   tile_w=tile_w, b_block=b_block, group=b_block, channels_last=batch > 1,
+                   tile_w=tile_w, b_block=b_block, group=b_block,
+                   layout="channels_last" if batch > 1 else "plain",
                    transposed=True, num_warps=4, adjoint_count="reduce",
                    parallel_adjoint="generic", framed=False)
 
     @classmethod
     def one_per_thread(cls, batch: int, dtype: torch.dtype = torch.float32) -> "KernelConfig":
-        """One ray / pixel per thread at any batch: 128 per program, groups of one 128-bit load
-        (4 float32 or 8 half images), up to 4 groups (what :meth:`default` uses at batch 5-8;
-        the benchmark's ``[groups]`` variant elsewhere)."""
+        """One ray / pixel per thread at any batch, channels-last: 128 per program, groups of
+        one 128-bit load (4 float32 or 8 half images), up to 4 groups (v2 and v3 at batch
+        5-8)."""
         vec = _vector_width(dtype)
         groups = min(4, 1 << max(0, math.ceil(math.log2(-(-max(1, batch) // vec)))))
         return cls(view_block=4, det_block=32, tile_h=8, tile_w=16, b_block=vec * groups,
@@ -172,7 +204,7 @@ class KernelConfig:
     def as_dict(self) -> dict:
         return dict(view_block=self.view_block, det_block=self.det_block, tile_h=self.tile_h,
                     tile_w=self.tile_w, b_block=self.b_block, group=self.group,
-                    channels_last=self.channels_last, transposed=self.transposed,
+                    layout=self.layout, transposed=self.transposed,
                     num_warps=self.num_warps, adjoint_count=self.adjoint_count,
                     parallel_adjoint=self.parallel_adjoint, framed=self.framed)
 
@@ -295,6 +327,19 @@ def _padded_batch(batch: int, b_block: int, vec: int = 4) -> int:
     bytes) and, when the batch spans several tiles, of the tile."""
     multiple = max(vec, b_block) if batch > b_block else vec  # both powers of two
     return -(-batch // multiple) * multiple
+
+
+def _copy_planar(dst: torch.Tensor, src: torch.Tensor) -> None:
+    """Copy images ``src`` ``(B, *spatial)`` into planes ``dst`` ``(G, *spatial, group)``
+    (image ``b = g group + l`` to ``dst[g, ..., l]``; planes past ``B`` are left as they are)."""
+    group = dst.shape[-1]
+    planes = dst.movedim(-1, 1)  # (G, group, *spatial), a view
+    b = src.shape[0]
+    full = b // group
+    if full:
+        planes[:full].copy_(src[:full * group].reshape(full, group, *src.shape[1:]))
+    if b > full * group:
+        planes[full, :b - full * group].copy_(src[full * group:])
 
 
 def _accumulator(dtype: torch.dtype):
@@ -498,12 +543,28 @@ class TritonBackend:
         h, w = self.grid.shape
         b = x.shape[0]
         cfg = self._config(b, x.dtype)
-        channels_last = cfg.channels_last and b > 1
+        layout = cfg.layout if b > 1 else "plain"
         halves = 2 if cfg.transposed else 1
         framed = cfg.framed and cfg.transposed
         f = 2 if framed else 0  # zero columns around each row of the cross axis
         size = max(h * (w + f), w * (h + f))  # pixels of each half (the larger, transposed)
-        if channels_last:
+        x_plane_q = 1
+        if layout == "planar":
+            # (halves, G, pixels, group): planes of `group` images (zero-padded batch).
+            vec = min(_vector_width(x.dtype), cfg.group)
+            bp = _padded_batch(b, cfg.b_block, cfg.group)
+            planes = bp // cfg.group
+            xs = x.new_zeros(halves, planes, size, cfg.group)
+            _copy_planar(xs[0, :, :h * (w + f)].view(planes, h, w + f, cfg.group)
+                         [:, :, f // 2:f // 2 + w], x)
+            if cfg.transposed:
+                _copy_planar(xs[1, :, :w * (h + f)].view(planes, w, h + f, cfg.group)
+                             [:, :, f // 2:f // 2 + h], x.transpose(1, 2))
+            x_pix_q, x_b = cfg.group // vec, 1
+            x_plane_q = size * x_pix_q
+            x_half_q = planes * x_plane_q
+            even = bp % cfg.b_block == 0
+        elif layout == "channels_last":
             # (halves, pixels, Bp): image (H, W) then its transpose (W, H), batch innermost and
             # padded with zeros to Bp, a multiple of 4 and of the batch tile.
             vec = _vector_width(x.dtype)
@@ -530,10 +591,10 @@ class TritonBackend:
                 triton.cdiv(b, cfg.b_block))
         K.joseph_forward_kernel[grid](
             xs, out, tabs["slope"], tabs["icpt"], tabs["step"], tabs["kmin"], tabs["kmax"],
-            v, d, b, w, h, x_pix_q, x_b, x_half_q, 1, v * d,
+            v, d, b, w, h, x_pix_q, x_b, x_half_q, x_plane_q, 1, v * d,
             VIEW_BLOCK=cfg.view_block, DET_BLOCK=cfg.det_block, GROUP=cfg.group,
             GROUPS=cfg.groups, TRANSPOSED=cfg.transposed, VEC=vec, EVEN_B=even, DTYPE=dtype,
-            FRAMED=framed, num_warps=cfg.num_warps)
+            FRAMED=framed, PLANAR=layout == "planar", num_warps=cfg.num_warps)
 
     def adjoint(self, y: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
         """Back-project ``y`` ``(B, V, D)`` to ``(B, H, W)`` (exact adjoint of :meth:`forward`)."""
@@ -547,7 +608,18 @@ class TritonBackend:
         h, w = self.grid.shape
         b = y.shape[0]
         cfg = self._config(b, y.dtype)
-        if cfg.channels_last and b > 1:  # (V D, Bp), zero-padded batch as in the forward
+        layout = cfg.layout if b > 1 else "plain"
+        y_plane_q = 1
+        if layout == "planar":  # (G, V D, group), zero-padded batch as in the forward
+            vec = min(_vector_width(y.dtype), cfg.group)
+            bp = _padded_batch(b, cfg.b_block, cfg.group)
+            planes = bp // cfg.group
+            ys = (y.new_zeros if bp != b else y.new_empty)(planes, v * d, cfg.group)
+            _copy_planar(ys, y.reshape(b, v * d))
+            y_ray_q, y_b = cfg.group // vec, 1
+            y_plane_q = v * d * y_ray_q
+            even = bp % cfg.b_block == 0
+        elif layout == "channels_last":  # (V D, Bp), zero-padded batch as in the forward
             vec = _vector_width(y.dtype)
             bp = _padded_batch(b, cfg.b_block, vec)
             ys = y.new_zeros(v * d, bp) if bp != b else y.new_empty(v * d, bp)
@@ -565,9 +637,10 @@ class TritonBackend:
                 and y.dtype != torch.float64):
             pview, count = tabs["parallel"]
             K.joseph_adjoint_parallel_kernel[grid](
-                ys, out, pview, count, v, d, b, h, w, y_ray_q, y_b, 1, h * w,
+                ys, out, pview, count, v, d, b, h, w, y_ray_q, y_b, y_plane_q, 1, h * w,
                 TILE_H=cfg.tile_h, TILE_W=cfg.tile_w, GROUP=cfg.group, GROUPS=cfg.groups,
-                VEC=vec, EVEN_B=even, DTYPE=dtype, num_warps=cfg.num_warps)
+                VEC=vec, EVEN_B=even, DTYPE=dtype, PLANAR=layout == "planar",
+                num_warps=cfg.num_warps)
             return
         from_table = cfg.adjoint_count == "table"
         counts = self.counts(tabs, cfg.tile_h, cfg.tile_w) if from_table else tabs["kmin"]
@@ -576,9 +649,9 @@ class TritonBackend:
         K.joseph_adjoint_kernel[grid](
             ys, out, tabs["slope"], tabs["icpt"], tabs["step"], tabs["views"],
             counts, count_v_stride, count_t_stride,
-            v, d, b, h, w, y_ray_q, y_b, 1, h * w,
+            v, d, b, h, w, y_ray_q, y_b, y_plane_q, 1, h * w,
             tabs["det_scale"], tabs["det_shift"], tabs["sdd"],
             TILE_H=cfg.tile_h, TILE_W=cfg.tile_w, GROUP=cfg.group, GROUPS=cfg.groups,
             GEOM=tabs["geom"],
             PAD=K.CANDIDATE_PAD, VEC=vec, EVEN_B=even, DTYPE=dtype,
-            COUNT_FROM_TABLE=from_table, num_warps=cfg.num_warps)
+            COUNT_FROM_TABLE=from_table, PLANAR=layout == "planar", num_warps=cfg.num_warps)

@@ -40,7 +40,8 @@ import triton.language as tl
 #: beam: the ends ``a_c c + a_r r + a_0 +- h`` are a few float32 roundings of numbers below
 #: ~2 n_det, so their error is a few 1e-4 detectors up to ~2,000 detectors; at P512 (512x512,
 #: 512 views, 725 detectors) every ray with a non-zero weight lies within 7.7e-5 detectors of
-#: the unpadded float32 interval (checked at full size by ``tests/operators/test_triton_backend.py``).
+#: the unpadded float32 interval (checked at full size by
+#: ``tests/operators/test_triton_backend.py``).
 CANDIDATE_PAD = 0.02
 
 #: Geometry codes of ``joseph_adjoint_kernel`` (``GEOM`` constexpr).
@@ -61,12 +62,32 @@ def _batch_groups(pid_b, LANES: tl.constexpr, GROUP: tl.constexpr, GROUPS: tl.co
 
 
 @triton.jit
-def _gather_group_pair(x_ptr, base0, base1, bs, b_stride, ok0, ok1, n_batch, w0, w1, acc,
+def _group_offsets(pid_b, bs0, b_stride, plane_q, GROUP: tl.constexpr, GROUPS: tl.constexpr,
+                   VEC: tl.constexpr, PLANAR: tl.constexpr):
+    """Element offsets ``(1, GROUP)`` of the program's 4 groups of images in the data buffer.
+
+    Batch-innermost layouts (channels-last ``(pixels, B)`` or batch-major ``(B, pixels)``):
+    image ``b`` at ``b b_stride``. ``PLANAR`` (v4): planes of ``GROUP`` images,
+    ``(B / GROUP, pixels, GROUP)``; group ``g`` of the batch starts at ``g plane_q VEC`` (the
+    plane stride is passed divided by ``VEC`` so that 16-byte alignment stays provable) and
+    its images are contiguous.
+    """
+    if PLANAR:
+        lanes = tl.arange(0, GROUP)[None, :]
+        g0 = pid_b * GROUPS
+        return ((g0 * plane_q * VEC) + lanes, ((g0 + 1) * plane_q * VEC) + lanes,
+                ((g0 + 2) * plane_q * VEC) + lanes, ((g0 + 3) * plane_q * VEC) + lanes)
+    o0 = (bs0 * b_stride)[None, :]
+    return (o0, o0 + GROUP * b_stride, o0 + 2 * GROUP * b_stride, o0 + 3 * GROUP * b_stride)
+
+
+@triton.jit
+def _gather_group_pair(x_ptr, base0, base1, bs, b_off, ok0, ok1, n_batch, w0, w1, acc,
                        LANES: tl.constexpr, GROUP: tl.constexpr, EVEN_B: tl.constexpr,
                        UNMASKED: tl.constexpr, DTYPE: tl.constexpr):
-    """``acc + w0 x[base0 + b] + w1 x[base1 + b]`` for the images ``b`` of one group; with
-    ``UNMASKED`` and ``EVEN_B`` every address is valid and the loads carry no mask."""
-    b_off = (bs * b_stride)[None, :]
+    """``acc + w0 x[base0 + b_off] + w1 x[base1 + b_off]`` for the images ``bs`` of one group
+    (``b_off``: their offsets, :func:`_group_offsets`); with ``UNMASKED`` and ``EVEN_B`` every
+    address is valid and the loads carry no mask."""
     if UNMASKED and EVEN_B:
         x0 = tl.load(x_ptr + base0 + b_off)
         x1 = tl.load(x_ptr + base1 + b_off)
@@ -92,10 +113,11 @@ def _group_masks(ok, bs, n_batch, LANES: tl.constexpr, GROUP: tl.constexpr,
 def joseph_forward_kernel(
         x_ptr, out_ptr, slope_ptr, icpt_ptr, step_ptr, kmin_ptr, kmax_ptr,
         n_views, n_det, n_batch, width, height,
-        x_pix_q, x_b_stride, x_half_q, out_ray_stride, out_b_stride,
+        x_pix_q, x_b_stride, x_half_q, x_plane_q, out_ray_stride, out_b_stride,
         VIEW_BLOCK: tl.constexpr, DET_BLOCK: tl.constexpr, GROUP: tl.constexpr,
         GROUPS: tl.constexpr, TRANSPOSED: tl.constexpr, VEC: tl.constexpr,
-        EVEN_B: tl.constexpr, DTYPE: tl.constexpr, FRAMED: tl.constexpr):
+        EVEN_B: tl.constexpr, DTYPE: tl.constexpr, FRAMED: tl.constexpr,
+        PLANAR: tl.constexpr):
     """``out[b, v, j] = sum_k w0 x[b, p0] + w1 x[b, p1]`` for a tile of rays and images.
 
     One program: ``VIEW_BLOCK x DET_BLOCK`` rays times ``GROUPS`` groups of ``GROUP`` images
@@ -105,18 +127,18 @@ def joseph_forward_kernel(
     for all its groups (v2); with one group of ``B_BLOCK`` images the compiler spreads a ray's
     images over several threads, each repeating the coefficient arithmetic (v1).
 
-    Ray ``(v, j)`` has table index ``v * n_det + j``. ``step`` is signed: positive for rays
-    that step over rows (vertical), negative for rays that step over columns. ``kmin, kmax``
-    bound the steps where ``t`` can fall in ``(-1, n_other)`` (a superset; exactness comes from
-    the masks). Pixel ``p = r W + c`` of image ``b`` is at
-    ``x_ptr + VEC p x_pix_q + b x_b_stride``. With ``TRANSPOSED`` the buffer also holds the
-    transposed image at ``x_ptr + VEC x_half_q``, pixel ``c H + r``, and rays that step over
-    columns read it, so that for every ray the two neighbours ``i0, i0 + 1`` and the
-    neighbouring rays of the tile are adjacent in memory. Strides are passed divided by ``VEC``
-    (the channels-last batch is padded to a multiple of it) so that the compiler can prove
-    16-byte alignment and read ``VEC`` images per 128-bit load; ``EVEN_B`` (the padded batch is
-    a multiple of ``B_BLOCK``) drops the batch mask from the loads, which would otherwise split
-    them.
+    Ray ``(v, j)`` has table index ``v * n_det + j``. ``step`` is signed: positive for rays that
+    step over rows (vertical), negative for rays that step over columns. ``kmin, kmax`` bound
+    the steps where ``t`` can fall in ``(-1, n_other)`` (a superset; exactness comes from the
+    masks). Pixel ``p = r W + c`` of image ``b`` is at ``x_ptr + VEC p x_pix_q + b x_b_stride``
+    (``PLANAR``: image ``b = g GROUP + l`` at ``x_ptr + VEC (p x_pix_q + g x_plane_q) + l``, see
+    :func:`_group_offsets`). With ``TRANSPOSED`` the buffer also holds the transposed image at
+    ``x_ptr + VEC x_half_q``, pixel ``c H + r``, and rays that step over columns read it, so
+    that for every ray the two neighbours ``i0, i0 + 1`` and the neighbouring rays of the tile
+    are adjacent in memory. Strides are passed divided by ``VEC`` (the channels-last batch is
+    padded to a multiple of it) so that the compiler can prove 16-byte alignment and read
+    ``VEC`` images per 128-bit load; ``EVEN_B`` (the padded batch is a multiple of ``B_BLOCK``)
+    drops the batch mask from the loads, which would otherwise split them.
 
     ``FRAMED`` (v3, needs ``TRANSPOSED``): both halves carry a zero frame along the cross axis
     (rows of ``W + 2`` / ``H + 2`` pixels, pixel ``i`` at ``i + 1``). A sample whose
@@ -160,6 +182,8 @@ def joseph_forward_kernel(
 
     bs0, bs1, bs2, bs3, acc0, acc1, acc2, acc3 = _batch_groups(pid_b, LANES, GROUP, GROUPS,
                                                                DTYPE)
+    of0, of1, of2, of3 = _group_offsets(pid_b, bs0, x_b_stride, x_plane_q, GROUP, GROUPS, VEC,
+                                        PLANAR)
     n_live = kmax - kmin
     last_step = tl.where(vert, height, width) - 1  # framed: steps past the ray's last are clamped
     if DTYPE != tl.float64:
@@ -197,15 +221,15 @@ def joseph_forward_kernel(
         p0 = ka * stride_k + i0 * stride_i
         base0 = ((half + p0 * x_pix_q) * VEC)[:, None]
         base1 = ((half + (p0 + stride_i) * x_pix_q) * VEC)[:, None]
-        acc0 = _gather_group_pair(x_ptr, base0, base1, bs0, x_b_stride, ok0, ok1, n_batch,
+        acc0 = _gather_group_pair(x_ptr, base0, base1, bs0, of0, ok0, ok1, n_batch,
                                   w0, w1, acc0, LANES, GROUP, EVEN_B, FRAMED, DTYPE)
         if GROUPS > 1:
-            acc1 = _gather_group_pair(x_ptr, base0, base1, bs1, x_b_stride, ok0, ok1, n_batch,
+            acc1 = _gather_group_pair(x_ptr, base0, base1, bs1, of1, ok0, ok1, n_batch,
                                       w0, w1, acc1, LANES, GROUP, EVEN_B, FRAMED, DTYPE)
         if GROUPS > 2:
-            acc2 = _gather_group_pair(x_ptr, base0, base1, bs2, x_b_stride, ok0, ok1, n_batch,
+            acc2 = _gather_group_pair(x_ptr, base0, base1, bs2, of2, ok0, ok1, n_batch,
                                       w0, w1, acc2, LANES, GROUP, EVEN_B, FRAMED, DTYPE)
-            acc3 = _gather_group_pair(x_ptr, base0, base1, bs3, x_b_stride, ok0, ok1, n_batch,
+            acc3 = _gather_group_pair(x_ptr, base0, base1, bs3, of3, ok0, ok1, n_batch,
                                       w0, w1, acc3, LANES, GROUP, EVEN_B, FRAMED, DTYPE)
 
     _store_groups(out_ptr, ray * out_ray_stride, rmask, out_b_stride, n_batch,
@@ -265,11 +289,11 @@ def joseph_adjoint_kernel(
         y_ptr, out_ptr, slope_ptr, icpt_ptr, step_ptr, view_ptr,
         count_ptr, count_v_stride, count_t_stride,
         n_views, n_det, n_batch, height, width,
-        y_ray_q, y_b_stride, out_pix_stride, out_b_stride,
+        y_ray_q, y_b_stride, y_plane_q, out_pix_stride, out_b_stride,
         det_scale, det_shift, sdd,
         TILE_H: tl.constexpr, TILE_W: tl.constexpr, GROUP: tl.constexpr, GROUPS: tl.constexpr,
         GEOM: tl.constexpr, PAD: tl.constexpr, VEC: tl.constexpr, EVEN_B: tl.constexpr,
-        DTYPE: tl.constexpr, COUNT_FROM_TABLE: tl.constexpr):
+        DTYPE: tl.constexpr, COUNT_FROM_TABLE: tl.constexpr, PLANAR: tl.constexpr):
     """``out[b, p] = sum over rays of weight(ray, p) * y[b, ray]`` for a tile of pixels.
 
     One program: ``TILE_H x TILE_W`` pixels times ``GROUPS`` groups of ``GROUP`` images, one
@@ -285,7 +309,8 @@ def joseph_adjoint_kernel(
       angle is ``atan(q / l)``, the detector coordinate ``u = sdd tan(gamma)`` (flat) or
       ``sdd gamma`` (curved), the index ``u det_scale + det_shift``.
 
-    Ray ``ray`` of image ``b`` is at ``y_ptr + VEC ray y_ray_q + b y_b_stride`` (``VEC``,
+    Ray ``ray`` of image ``b`` is at ``y_ptr + VEC ray y_ray_q + b y_b_stride`` (``PLANAR``:
+    image ``b = g GROUP + l`` at ``y_ptr + VEC (ray y_ray_q + g y_plane_q) + l``; ``VEC``,
     ``EVEN_B`` as in the forward kernel).
 
     Candidates per pixel and view: with ``COUNT_FROM_TABLE`` (v2, the default) the loop runs
@@ -304,6 +329,8 @@ def joseph_adjoint_kernel(
     cd = c.to(tl.float64)
     bs0, bs1, bs2, bs3, acc0, acc1, acc2, acc3 = _batch_groups(
         tl.program_id(1), LANES, GROUP, GROUPS, DTYPE)
+    of0, of1, of2, of3 = _group_offsets(tl.program_id(1), bs0, y_b_stride, y_plane_q, GROUP,
+                                        GROUPS, VEC, PLANAR)
 
     for v in range(0, n_views):
         row = view_ptr + v * 8
@@ -368,7 +395,7 @@ def joseph_adjoint_kernel(
             hit = ok & (w > 0.0)
             w = tl.where(hit, w, 0.0).to(DTYPE)[:, None]
             acc0, acc1, acc2, acc3 = _gather_groups(
-                y_ptr, (ray * y_ray_q * VEC)[:, None], hit, w, y_b_stride, n_batch,
+                y_ptr, (ray * y_ray_q * VEC)[:, None], hit, w, of0, of1, of2, of3, n_batch,
                 bs0, bs1, bs2, bs3, acc0, acc1, acc2, acc3, LANES, GROUP, GROUPS, EVEN_B, DTYPE)
 
     pix = r * width + c
@@ -384,20 +411,21 @@ def _gather_one(y_ptr, base, b_off, mask, w, acc, DTYPE: tl.constexpr):
 
 
 @triton.jit
-def _gather_groups(y_ptr, base, hit, w, b_stride, n_batch, bs0, bs1, bs2, bs3,
+def _gather_groups(y_ptr, base, hit, w, of0, of1, of2, of3, n_batch, bs0, bs1, bs2, bs3,
                    acc0, acc1, acc2, acc3, LANES: tl.constexpr, GROUP: tl.constexpr,
                    GROUPS: tl.constexpr, EVEN_B: tl.constexpr, DTYPE: tl.constexpr):
-    """``acc_g + w y[base + b]`` for the images ``b`` of the first ``GROUPS`` groups (the adjoint
-    kernels' candidate step); lanes without ``hit`` read nothing."""
-    acc0 = _gather_one(y_ptr, base, (bs0 * b_stride)[None, :],
+    """``acc_g + w y[base + offs_g]`` for the images ``bs_g`` of the first ``GROUPS`` groups
+    (the adjoint kernels' candidate step; ``of_g``: :func:`_group_offsets`); lanes without
+    ``hit`` read nothing."""
+    acc0 = _gather_one(y_ptr, base, of0,
                        _group_masks(hit, bs0, n_batch, LANES, GROUP, EVEN_B), w, acc0, DTYPE)
     if GROUPS > 1:
-        acc1 = _gather_one(y_ptr, base, (bs1 * b_stride)[None, :],
+        acc1 = _gather_one(y_ptr, base, of1,
                            _group_masks(hit, bs1, n_batch, LANES, GROUP, EVEN_B), w, acc1, DTYPE)
     if GROUPS > 2:
-        acc2 = _gather_one(y_ptr, base, (bs2 * b_stride)[None, :],
+        acc2 = _gather_one(y_ptr, base, of2,
                            _group_masks(hit, bs2, n_batch, LANES, GROUP, EVEN_B), w, acc2, DTYPE)
-        acc3 = _gather_one(y_ptr, base, (bs3 * b_stride)[None, :],
+        acc3 = _gather_one(y_ptr, base, of3,
                            _group_masks(hit, bs3, n_batch, LANES, GROUP, EVEN_B), w, acc3, DTYPE)
     return acc0, acc1, acc2, acc3
 
@@ -410,9 +438,9 @@ PARALLEL_VIEW_PARAMS = 6
 def joseph_adjoint_parallel_kernel(
         y_ptr, out_ptr, pview_ptr, count_ptr,
         n_views, n_det, n_batch, height, width,
-        y_ray_q, y_b_stride, out_pix_stride, out_b_stride,
+        y_ray_q, y_b_stride, y_plane_q, out_pix_stride, out_b_stride,
         TILE_H: tl.constexpr, TILE_W: tl.constexpr, GROUP: tl.constexpr, GROUPS: tl.constexpr,
-        VEC: tl.constexpr, EVEN_B: tl.constexpr, DTYPE: tl.constexpr):
+        VEC: tl.constexpr, EVEN_B: tl.constexpr, DTYPE: tl.constexpr, PLANAR: tl.constexpr):
     """The adjoint for parallel beams (v3): the same Joseph weights, with no per-ray table.
 
     In a parallel view every ray has the same slope, step and dominant axis, and the intercept
@@ -436,6 +464,8 @@ def joseph_adjoint_parallel_kernel(
     cd = c.to(tl.float64)
     bs0, bs1, bs2, bs3, acc0, acc1, acc2, acc3 = _batch_groups(
         tl.program_id(1), LANES, GROUP, GROUPS, DTYPE)
+    of0, of1, of2, of3 = _group_offsets(tl.program_id(1), bs0, y_b_stride, y_plane_q, GROUP,
+                                        GROUPS, VEC, PLANAR)
     for v in range(0, n_views):
         row = pview_ptr + v * 6
         slope = tl.load(row)
@@ -463,7 +493,7 @@ def joseph_adjoint_parallel_kernel(
             hit = (w > 0.0) & (j.to(tl.uint32) < n_det)  # 0 <= j < n_det
             w = tl.where(hit, w, 0.0).to(DTYPE)[:, None]
             acc0, acc1, acc2, acc3 = _gather_groups(
-                y_ptr, ((ray0 + m) * y_ray_q * VEC)[:, None], hit, w, y_b_stride, n_batch,
+                y_ptr, ((ray0 + m) * y_ray_q * VEC)[:, None], hit, w, of0, of1, of2, of3, n_batch,
                 bs0, bs1, bs2, bs3, acc0, acc1, acc2, acc3, LANES, GROUP, GROUPS, EVEN_B, DTYPE)
 
     pix = r * width + c

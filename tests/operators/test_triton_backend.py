@@ -34,7 +34,8 @@ HALF_TOL = {"float16": 1e-3, "bfloat16": 8e-3}
 
 
 def _cases():
-    """(name, grid kwargs, geometry factory name, kwargs, batch, config kwargs or None, dtype)."""
+    """(name, grid, geometry, batch, config kwargs, "v3" (``KernelConfig.v3``) or None (the
+    default launch), dtype)."""
     import operators as op
     g_even = op.ImageGrid(shape=(9, 10), spacing=(1.0, 1.0))
     g_odd = op.ImageGrid(shape=(7, 9), spacing=(0.8, 1.1))
@@ -66,20 +67,20 @@ def _cases():
          "float64"),
         # The generic adjoint on a parallel beam, and the unframed forward (no transposed copy).
         ("parallel-batch-40-small-tiles", g_odd, op.ParallelGeometry.full_scan(5, 11, 1.2), 40,
-         dict(view_block=2, det_block=8, tile_h=4, tile_w=4, b_block=16, channels_last=True,
-              transposed=False, parallel_adjoint="generic"),
+         dict(view_block=2, det_block=8, tile_h=4, tile_w=4, b_block=16,
+              layout="channels_last", transposed=False, parallel_adjoint="generic"),
          "float32"),
         ("parallel-odd-float64", g_odd,
          op.ParallelGeometry(angles=odd_angles, detector_count=31, detector_spacing=0.4,
                              detector_offset=-0.7), 2, None, "float64"),
         ("parallel-batch-1-plain-layout", g_even, op.ParallelGeometry.full_scan(7, 15, 1.0), 1,
          dict(view_block=1, det_block=16, tile_h=2, tile_w=8, b_block=1, group=1,
-              channels_last=False),
+              layout="plain"),
          "float32"),
         # Two groups with a partial batch tile (batch masks on the loads).
         ("fan-curved-batch-3-plain-two-groups", g_odd,
          op.FanGeometry.full_scan(7, 15, 1.5, 15.0, 30.0, "curved"), 3,
-         dict(b_block=4, group=2, channels_last=False), "float32"),
+         dict(b_block=4, group=2, layout="plain"), "float32"),
         # The launch configuration of the P512 benchmark case (batch 8: default 8x16 pixel
         # tiles, batch tile 8, channels-last rows of 8 images), on a 64x64 crop of its
         # geometry: 16 of its 512 view angles (0, pi/4, pi/2 and 3 pi/4 among them), an odd
@@ -87,6 +88,24 @@ def _cases():
         ("parallel-p512-launch-batch-8", op.ImageGrid(shape=(64, 64), spacing=(1.0, 1.0)),
          op.ParallelGeometry(angles=op.ParallelGeometry.full_scan(512, 91, 1.0).angle_array()[::32],
                              detector_count=91, detector_spacing=1.0), 8, None, "float32"),
+        # The same with v3's launch (channels-last), which the benchmark times beside v4's.
+        ("parallel-p512-v3-launch-batch-8", op.ImageGrid(shape=(64, 64), spacing=(1.0, 1.0)),
+         op.ParallelGeometry(angles=op.ParallelGeometry.full_scan(512, 91, 1.0).angle_array()[::32],
+                             detector_count=91, detector_spacing=1.0), 8, "v3", "float32"),
+        # v4's planar layout with a half-padded last plane and a program tile of 4 planes of
+        # which 2 exist (batch 6: masked loads), on a fan beam; and the default launch at 6.
+        ("fan-flat-planar-batch-6-masked", g_odd,
+         op.FanGeometry.full_scan(7, 15, 2.0, 20.0, 40.0, "flat", detector_offset=-0.6), 6,
+         dict(view_block=4, det_block=8, tile_h=4, tile_w=8, b_block=16, group=4,
+              layout="planar"), "float32"),
+        ("fan-flat-planar-batch-6", g_odd,
+         op.FanGeometry.full_scan(7, 15, 2.0, 20.0, 40.0, "flat", detector_offset=-0.6), 6,
+         None, "float32"),
+        # v3's launch at batch 32 (channels-last rows of 32 images), parallel and fan.
+        ("parallel-v3-launch-batch-32", g_even, op.ParallelGeometry.full_scan(7, 15, 1.0), 32,
+         "v3", "float32"),
+        ("fan-curved-v3-launch-batch-32", g_odd,
+         op.FanGeometry.full_scan(7, 15, 1.5, 15.0, 30.0, "curved"), 32, "v3", "float32"),
         # v1's candidate count (a reduction over the tile in every view), kept selectable.
         ("fan-flat-v1-count-reduce", g_odd,
          op.FanGeometry.full_scan(7, 15, 2.0, 20.0, 40.0, "flat"), 8,
@@ -123,6 +142,8 @@ def run_checks(device: str) -> dict:
             a_ref = op.XRayTransform(grid, geom, backend="torch")
         table = a_ref.ray_table.to(device)
         ref = ReferenceBackend(grid)
+        if cfg == "v3":
+            cfg = KernelConfig.v3(batch, dtype).as_dict()
         kern = TritonBackend(grid, geom, KernelConfig(**cfg) if cfg else None)
         x = torch.rand(batch, *grid.shape, generator=gen, dtype=torch.float64)
         y = torch.rand(batch, *geom.sinogram_shape, generator=gen, dtype=torch.float64)
@@ -331,15 +352,17 @@ def static():
     return kernel_static
 
 
+@pytest.mark.parametrize("launch", ["default", "v3"])
 @pytest.mark.parametrize("geom_code", [0, 1, 2], ids=["parallel", "fan-flat", "fan-curved"])
 @pytest.mark.parametrize("batch", [1, 8, 32])
-def test_kernels_compile_for_the_gpu(static, geom_code, batch):
+def test_kernels_compile_for_the_gpu(static, geom_code, batch, launch):
     """The interpreter does not type-check like the compiler: build the float32 kernels for
-    sm_90 as the runtime specialises them (channels-last, aligned strides), with the default
-    launch of ``batch``: vector loads of 4 images, no atomics, and no barrier or shared-memory
-    traffic in the innermost loops (no per-step layout conversion between threads)."""
+    sm_90 as the runtime specialises them (planar or channels-last, aligned strides), with the
+    default (v4) and v3 launches of ``batch``: vector loads of 4 images, no atomics, and no
+    barrier or shared-memory traffic in the innermost loops (no per-step layout conversion
+    between threads)."""
     from operators.backends.triton_backend import KernelConfig
-    cfg = KernelConfig.default(batch)
+    cfg = KernelConfig.default(batch) if launch == "default" else KernelConfig.v3(batch)
     kernels = [static.adjoint_kernel(cfg, geom_code=geom_code)]
     if geom_code == 0:
         kernels.append(static.forward_kernel(cfg))
@@ -352,6 +375,40 @@ def test_kernels_compile_for_the_gpu(static, geom_code, batch):
         r = static.report(kern, 1.0)
         assert r["loop instr"] > 0
         assert r["barriers in loop"] == 0 and r["shared in loop"] == 0, r
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_planar_launch_issues_fewer_instructions_per_image_than_v3(static, dtype):
+    """v4's reason to exist, checked on the compiled code: at batch 32 a thread computes each
+    ray's (pixel's) coefficients once for 16 (float32) or 32 (half) images instead of 4 or 8,
+    so both loops issue fewer instructions per gathered image than v3's launch, still with
+    128-bit loads and without barriers or shared memory."""
+    from operators.backends.triton_backend import KernelConfig
+    v4, v3 = KernelConfig.default(32, dtype), KernelConfig.v3(32, dtype)
+    assert v4.layout == "planar"
+    for build, lanes in ((static.forward_kernel, lambda c: c.view_block * c.det_block),
+                         (static.adjoint_kernel, lambda c: c.tile_h * c.tile_w)):
+        new, old = (static.report(build(c, dtype), static.images_per_thread(c, lanes(c)))
+                    for c in (v4, v3))
+        assert new["instr / image"] < 0.8 * old["instr / image"], (new, old)
+        assert new["ld.v4 in loop"] > 0
+        assert new["barriers in loop"] == 0 and new["shared in loop"] == 0, new
+
+
+def test_copy_planar_places_image_b_in_plane_b_div_group():
+    """The planar layout (v4): image ``b = g group + l`` of the batch lands in plane ``g`` at
+    lane ``l``, with a partial last plane left as allocated (zeros)."""
+    from operators.backends.triton_backend import _copy_planar
+    src = torch.arange(6 * 2 * 3, dtype=torch.float32).reshape(6, 2, 3)
+    dst = torch.zeros(2, 2, 3, 4)
+    _copy_planar(dst, src)
+    for b in range(6):
+        assert torch.equal(dst[b // 4, :, :, b % 4], src[b])
+    assert torch.equal(dst[1, :, :, 2:], torch.zeros(2, 3, 2))
+    # Into a strided view (the framed rows of the forward's copy).
+    framed = torch.zeros(2, 2, 5, 4)
+    _copy_planar(framed[:, :, 1:4], src)
+    assert torch.equal(framed[0, :, 1:4, 3], src[3]) and framed[:, :, 0].abs().sum() == 0
 
 
 def test_v1_batch_8_launch_synchronises_in_every_step(static):
@@ -377,11 +434,14 @@ def test_half_precision_kernels_read_8_images_per_load(static, dtype):
 
 def test_p512_launch_case_uses_the_p512_tiles():
     """``parallel-p512-launch-batch-8`` stands for the P512 benchmark launch only while batch 8
-    picks these tiles."""
+    picks these tiles (v4), and ``parallel-p512-v3-launch-batch-8`` for v3's."""
     from operators.backends.triton_backend import KernelConfig
     cfg = KernelConfig.default(8)
-    assert (cfg.tile_h, cfg.tile_w, cfg.b_block, cfg.group, cfg.channels_last) == (
-        8, 16, 8, 4, True)
+    assert (cfg.tile_h, cfg.tile_w, cfg.b_block, cfg.group, cfg.layout) == (
+        16, 16, 8, 4, "planar")
+    cfg = KernelConfig.v3(8)
+    assert (cfg.tile_h, cfg.tile_w, cfg.b_block, cfg.group, cfg.layout) == (
+        8, 16, 8, 4, "channels_last")
 
 
 def _parallel_interval_coverage(grid, geom, pad):
@@ -547,12 +607,14 @@ def test_p512_full_size_on_gpu():
     v1_table = KernelConfig(**{**v1.as_dict(), "adjoint_count": "table"})
     x_b32 = kern.adjoint(y.repeat(4, 1, 1), table)[:8].double()
     rel = {name: float((xa - xr).norm() / xr.norm()) for name, xa in (
-        ("default (v2)", xk), ("v1", TritonBackend(grid, geom, v1).adjoint(y, table).double()),
+        ("default (v4)", xk),
+        ("v3", TritonBackend(grid, geom, KernelConfig.v3(8)).adjoint(y, table).double()),
+        ("v1", TritonBackend(grid, geom, v1).adjoint(y, table).double()),
         ("v1 + count table", TritonBackend(grid, geom, v1_table).adjoint(y, table).double()),
         ("inside batch 32", x_b32))}
     print("P512 adjoint relative errors:", rel)
     assert float((yk - yr).norm() / yr.norm()) < F32_TOL
-    assert rel["default (v2)"] < F32_TOL, (
+    assert rel["default (v4)"] < F32_TOL and rel["v3"] < F32_TOL, (
         f"adjoint off; largest error {float(err.max()):.3g} at (b, r, c) = {where}, "
         f"{int((err > 1e-3).sum())} values off by > 1e-3; relative errors {rel}")
     lhs, rhs = float((yk * y.double()).sum()), float((x.double() * xk).sum())
@@ -562,7 +624,8 @@ def test_p512_full_size_on_gpu():
 def random_checks(device: str, seed: int, n: int) -> list:
     """``n`` random draws of a geometry (parallel / flat / curved fan, odd shapes, offsets, 1-12
     views; impossible fan geometries are skipped), a batch size and a storage dtype, each run
-    with the default launch and v1's against the float64 reference of the stored input.
+    with the default launch (v4), v3's and v1's against the float64 reference of the stored
+    input.
     Returns the failures (empty when all agree)."""
     import warnings
 
@@ -604,7 +667,8 @@ def random_checks(device: str, seed: int, n: int) -> list:
         y = torch.rand(batch, *geom.sinogram_shape, generator=gen, dtype=torch.float64).to(dtype)
         ref = ReferenceBackend(grid)
         yr, xr = ref.forward(x.double(), table), ref.adjoint(y.double(), table)
-        for name, cfg in (("default", None), ("v1", KernelConfig.v1(batch))):
+        for name, cfg in (("default", None), ("v3", KernelConfig.v3(batch, dtype)),
+                          ("v1", KernelConfig.v1(batch))):
             kern = TritonBackend(grid, geom, cfg)
             dev_table = table.to(device)
             yk = kern.forward(x.to(device), dev_table).double().cpu()
