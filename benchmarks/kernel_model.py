@@ -1,8 +1,8 @@
 """A cost model of the Triton kernels, without a GPU: issue, L1 and L2 work per call.
 
 For one benchmark case and one ``KernelConfig``, emulate in numpy what every warp of the
-launch does (the tiles, loop ranges, masks and addresses of ``operators/backends/triton_kernels.py``)
-and count:
+launch does (the tiles, loop ranges, masks and addresses of
+``operators/backends/triton_kernels.py``) and count:
 
 * **warp instructions**: loop iterations x the instructions of the loop bodies compiled for
   sm_90 (``benchmarks/kernel_static.py``: the innermost loop, plus in the adjoint the per-view
@@ -34,7 +34,6 @@ pixels) times the ``GROUP`` images of one group; lanes are ``view * DET_BLOCK + 
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import warnings
 from dataclasses import dataclass
@@ -49,6 +48,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 import torch  # noqa: E402
 
 import operators as op  # noqa: E402
+from gpu_bench import FULL_CASES, Case  # noqa: E402
 from operators.backends.triton_backend import (KernelConfig, _padded_batch,  # noqa: E402
                                                _step_ranges, _vector_width, _view_table,
                                                candidate_counts, parallel_view_table)
@@ -56,37 +56,11 @@ from operators.backends.triton_backend import (KernelConfig, _padded_batch,  # n
 SECTOR = 32  # bytes
 
 
-@dataclass(frozen=True)
-class Case:
-    name: str
-    n: int
-    views: int
-    dets: int
-    batch: int
-    fan: bool = False
-    det_spacing: float = 1.0
-    r: float = 0.0
-    d: float = 0.0
-
-    def grid(self):
-        return op.ImageGrid(shape=(self.n, self.n), spacing=(1.0, 1.0))
-
-    def geometry(self):
-        if self.fan:
-            return op.FanGeometry.full_scan(self.views, self.dets, self.det_spacing, self.r,
-                                            self.d, "flat")
-        return op.ParallelGeometry.full_scan(self.views, self.dets, self.det_spacing)
-
-
-#: The cases of ``benchmarks/gpu_bench.py`` and v1's measured times there (H200, ms).
-CASES = {
-    "P256": (Case("P256", 256, 256, 363, 32), (0.557, 1.062)),
-    "P512": (Case("P512", 512, 512, 725, 8), (1.093, 1.750)),
-    "P128s": (Case("P128s", 128, 30, 183, 128), (0.220, 0.234)),
-    "F256": (Case("F256", 256, 360, 392, 32, fan=True, det_spacing=2.0, r=512.0, d=1024.0),
-             (0.629, 2.127)),
-    "M512": (Case("M512", 512, 720, 725, 32), (2.975, 9.185)),
-}
+#: v1's measured forward / adjoint times (H200, ms; KERNELS.md "v1 measured").
+V1_MEASURED_MS = {"P256": (0.557, 1.062), "P512": (1.093, 1.750), "P128s": (0.220, 0.234),
+                  "F256": (0.629, 2.127), "M512": (2.975, 9.185)}
+#: The cases of ``benchmarks/gpu_bench.py`` with v1's measured times.
+CASES = {c.name: (c, V1_MEASURED_MS[c.name]) for c in FULL_CASES}
 
 
 def configs(batch: int):
@@ -104,6 +78,14 @@ def _layout(cfg: KernelConfig, batch: int, dtype, pixels: int):
     if cfg.layout == "planar":
         return cfg.group * esize, pixels * cfg.group * esize
     return _padded_batch(batch, cfg.b_block, _vector_width(dtype)) * esize, 0
+
+
+def _start(cfg: KernelConfig, group: int, index, stride_bytes: int, plane_bytes: int,
+           esize: int):
+    """Byte offset of group ``group``'s images of pixel / ray ``index`` in the copy."""
+    if cfg.layout == "planar":
+        return group * plane_bytes + index * stride_bytes
+    return index * stride_bytes + group * cfg.group * esize
 
 
 def _lanes_per_request(cfg: KernelConfig, vec: int) -> int:
@@ -141,7 +123,7 @@ def forward_counts(case: Case, cfg: KernelConfig, dtype=torch.float32):
         table = op.XRayTransform(grid, geom, backend="torch").ray_table
     v, d = geom.sinogram_shape
     t = table.to(torch.float64).reshape(4, v * d)
-    slope, icpt, step, vert = t[0], t[1], t[2], t[3] > 0.5
+    slope, icpt, vert = t[0], t[1], t[3] > 0.5
     kmin, kmax = (a.numpy() for a in _step_ranges(slope, icpt, vert, grid))
     slope, icpt, vert = slope.numpy(), icpt.numpy(), vert.numpy()
     vb, db = cfg.view_block, cfg.det_block
@@ -190,13 +172,8 @@ def forward_counts(case: Case, cfg: KernelConfig, dtype=torch.float32):
             ok0 = live & (i0 >= 0) & (i0 < no)
             ok1 = live & (i0 + 1 >= 0) & (i0 + 1 < no)
             loads = [(p0, ok0), (p0 + 1, ok1)]
-        gathers = []
-        for q in range(cfg.groups):
-            for pix, act in loads:
-                if cfg.layout == "planar":
-                    gathers.append((q * plane_bytes + pix * pix_bytes, act))
-                else:
-                    gathers.append((pix * pix_bytes + q * cfg.group * esize, act))
+        gathers = [(_start(cfg, q, pix, pix_bytes, plane_bytes, esize), act)
+                   for q in range(cfg.groups) for pix, act in loads]
         a, b = _sectors(gathers, cfg.group * esize, lanes)
         l1 += a
         l2 += b
@@ -225,9 +202,11 @@ def adjoint_counts(case: Case, cfg: KernelConfig, dtype=torch.float32):
     esize = torch.finfo(dtype).bits // 8
     vec = min(_vector_width(dtype), cfg.group) if cfg.layout == "planar" else _vector_width(
         dtype)
-    ray_bytes, plane_bytes = _layout(cfg, case.batch, dtype, v * d)
-    lanes = _lanes_per_request(cfg, vec)
     affine = (cfg.parallel_adjoint == "affine" and isinstance(geom, op.ParallelGeometry))
+    frame = int(parallel_view_table(table)[1].max()) if affine and cfg.adjoint_frame else 0
+    row = d + 2 * frame  # rays per view in the copy
+    ray_bytes, plane_bytes = _layout(cfg, case.batch, dtype, v * row)
+    lanes = _lanes_per_request(cfg, vec)
     l1 = l2 = iters = 0
     if affine:
         pview, count = (a.numpy() for a in parallel_view_table(table))
@@ -240,15 +219,19 @@ def adjoint_counts(case: Case, cfg: KernelConfig, dtype=torch.float32):
     rd, cd = r.astype(np.float64), c.astype(np.float64)
     for vi in range(v):
         if affine:
-            sl, ic0, delta, inv_delta, stepv, reach = pview[vi]
-            kk, other = (rd, cd) if stepv > 0 else (cd, rd)
-            jstar = (other - (sl * kk + ic0)) * inv_delta
+            a_c, a_r, a_0, delta, _, reach = pview[vi]
+            jstar = a_c * cd + a_r * rd + a_0
             j0 = np.floor(jstar)
             phi = jstar - j0
             m_lo = np.floor(phi - reach).astype(np.int64) + 1
             n_cand = int(count[vi])
             cands = []
+            j_first = j0.astype(np.int64) + m_lo
             for cand in range(n_cand):
+                if frame:  # v4: unmasked loads, clamped start (addresses in the framed rows)
+                    j = np.clip(j_first, -frame, d) + cand
+                    cands.append((j, np.ones_like(pmask)))
+                    continue
                 m = m_lo + cand
                 wgt = 1.0 - np.abs((m - phi) * delta)
                 j = j0.astype(np.int64) + m
@@ -292,12 +275,8 @@ def adjoint_counts(case: Case, cfg: KernelConfig, dtype=torch.float32):
                 cands.append((j, ok & (wgt > 0)))
         iters += int(n_iter.sum())
         for j, hit in cands:  # one candidate iteration: L2 counted per candidate
-            gathers = []
-            for q in range(cfg.groups):
-                if cfg.layout == "planar":
-                    gathers.append((q * plane_bytes + (vi * d + j) * ray_bytes, hit))
-                else:
-                    gathers.append(((vi * d + j) * ray_bytes + q * cfg.group * esize, hit))
+            gathers = [(_start(cfg, q, vi * row + frame + j, ray_bytes, plane_bytes, esize), hit)
+                       for q in range(cfg.groups)]
             a, b = _sectors(gathers, cfg.group * esize, lanes)
             l1 += a
             l2 += b
@@ -351,8 +330,9 @@ def copy_seconds(case: Case, cfg: KernelConfig, direction: str, card: Card,
         buf = halves * n * (n + f) * e * bp
         zero = buf if (f or bp != b) else 0
         return (b * img + buf + zero + b * sino) / (card.hbm_tbs * 1e12)
-    buf = sino * bp
-    zero = buf if bp != b else 0
+    frame = 2 * 3 * case.views * e * bp if cfg.adjoint_frame and not case.fan else 0  # ~3 rays
+    buf = sino * bp + frame
+    zero = buf if (bp != b or frame) else 0
     return (b * sino + buf + zero + b * img) / (card.hbm_tbs * 1e12)
 
 

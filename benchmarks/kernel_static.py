@@ -55,8 +55,8 @@ ADJ_SIG = dict(y_ptr=F32, out_ptr=F32, slope_ptr=F64, icpt_ptr=F64, step_ptr=F64
                COUNT_FROM_TABLE=C, PLANAR=C)
 PAR_SIG = dict(y_ptr=F32, out_ptr=F32, pview_ptr=F64, count_ptr="*i32", n_views=I32,
                n_det=I32, n_batch=I32, height=I32, width=I32, y_ray_q=I32, y_b_stride=C,
-               y_plane_q=I32, out_pix_stride=C, out_b_stride=I32, TILE_H=C, TILE_W=C, GROUP=C,
-               GROUPS=C, VEC=C, EVEN_B=C, DTYPE=C, PLANAR=C)
+               y_plane_q=I32, out_pix_stride=C, out_b_stride=I32, frame=I32, TILE_H=C,
+               TILE_W=C, GROUP=C, GROUPS=C, VEC=C, EVEN_B=C, DTYPE=C, PLANAR=C, FRAMED=C)
 FWD_PTRS = ["x_ptr", "out_ptr", "slope_ptr", "icpt_ptr", "step_ptr", "kmin_ptr", "kmax_ptr"]
 ADJ_PTRS = ["y_ptr", "out_ptr", "slope_ptr", "icpt_ptr", "step_ptr", "view_ptr", "count_ptr"]
 
@@ -80,10 +80,19 @@ def _storage(cfg: KernelConfig, dtype: torch.dtype):
     return _POINTER[dtype], min(vec, cfg.group) if cfg.layout == "planar" else vec
 
 
+def _unit_stride(cfg: KernelConfig, vec: int, name: str):
+    """The runtime passes a stride of 1 as a constant (Triton specialises integer arguments
+    equal to 1): the planar layout's pixel / ray stride when a plane is one vector."""
+    if cfg.layout == "planar" and cfg.group // vec == 1:
+        return {name: C}, {name: 1}
+    return {}, {}
+
+
 def forward_kernel(cfg: KernelConfig, dtype: torch.dtype = torch.float32):
     ptr, vec = _storage(cfg, dtype)
-    sig = dict(FWD_SIG, x_ptr=ptr, out_ptr=ptr)
-    return compile_sm90(K.joseph_forward_kernel, sig, dict(
+    unit_sig, unit = _unit_stride(cfg, vec, "x_pix_q")
+    sig = dict(FWD_SIG, x_ptr=ptr, out_ptr=ptr, **unit_sig)
+    return compile_sm90(K.joseph_forward_kernel, sig, dict(**unit,
         x_b_stride=1, out_ray_stride=1, VIEW_BLOCK=cfg.view_block, DET_BLOCK=cfg.det_block,
         GROUP=cfg.group, GROUPS=cfg.groups, TRANSPOSED=cfg.transposed, VEC=vec, EVEN_B=True,
         DTYPE=tl.float32, FRAMED=cfg.framed and cfg.transposed,
@@ -95,15 +104,17 @@ def adjoint_kernel(cfg: KernelConfig, dtype: torch.dtype = torch.float32,
     """The adjoint kernel the runtime launches for ``cfg``: the parallel-beam kernel (v3) when
     ``cfg.parallel_adjoint == "affine"`` and the geometry is parallel, else the generic one."""
     ptr, vec = _storage(cfg, dtype)
+    unit_sig, unit = _unit_stride(cfg, vec, "y_ray_q")
     if geom_code == K.GEOM_PARALLEL and cfg.parallel_adjoint == "affine":
         return compile_sm90(K.joseph_adjoint_parallel_kernel,
-                            dict(PAR_SIG, y_ptr=ptr, out_ptr=ptr), dict(
+                            dict(PAR_SIG, y_ptr=ptr, out_ptr=ptr, **unit_sig), dict(**unit,
                                 y_b_stride=1, out_pix_stride=1, TILE_H=cfg.tile_h,
                                 TILE_W=cfg.tile_w, GROUP=cfg.group, GROUPS=cfg.groups, VEC=vec,
-                                EVEN_B=True, DTYPE=tl.float32, PLANAR=cfg.layout == "planar"),
+                                EVEN_B=True, DTYPE=tl.float32, PLANAR=cfg.layout == "planar",
+                                FRAMED=cfg.adjoint_frame),
                             ["y_ptr", "out_ptr", "pview_ptr", "count_ptr"], cfg.num_warps)
-    sig = dict(ADJ_SIG, y_ptr=ptr, out_ptr=ptr)
-    return compile_sm90(K.joseph_adjoint_kernel, sig, dict(
+    sig = dict(ADJ_SIG, y_ptr=ptr, out_ptr=ptr, **unit_sig)
+    return compile_sm90(K.joseph_adjoint_kernel, sig, dict(**unit,
         y_b_stride=1, out_pix_stride=1, TILE_H=cfg.tile_h, TILE_W=cfg.tile_w, GROUP=cfg.group,
         GROUPS=cfg.groups, GEOM=geom_code, PAD=K.CANDIDATE_PAD, VEC=vec, EVEN_B=True,
         DTYPE=tl.float32, COUNT_FROM_TABLE=cfg.adjoint_count == "table",
@@ -201,21 +212,33 @@ def images_per_thread(cfg: KernelConfig, lanes: int) -> float:
     return lanes * cfg.b_block / (32 * cfg.num_warps)
 
 
+def _cells(fwd, adj, cfg: KernelConfig) -> list:
+    """The table's counts for one launch: per loop, barriers, shared accesses, float64 and all
+    instructions and instructions per image; for the adjoint also the per-view work around the
+    candidate loop and the instructions per gathered image with it included, at 2 candidates
+    per pixel and view (the parallel benchmark cases)."""
+    cells = []
+    for kern, lanes, adjoint in ((fwd, cfg.view_block * cfg.det_block, False),
+                                 (adj, cfg.tile_h * cfg.tile_w, True)):
+        images = images_per_thread(cfg, lanes)
+        r = report(kern, images)
+        cells += [r["barriers in loop"], r["shared in loop"], r["f64 in loop"],
+                  r["loop instr"], f"{r['instr / image']:.1f}"]
+        if adjoint:
+            cells += [r["outer instr"],
+                      f"{(2 * r['loop instr'] + r['outer instr']) / (2 * images):.1f}"]
+    return cells
+
+
 def rows(batches=(1, 2, 4, 8, 16, 32)):
     for dtype in (torch.float32, torch.bfloat16):
         for batch in batches:
-            versions = [("v1 launch", KernelConfig.v1(batch)), ("default", KernelConfig.default(
-                batch, dtype))]
-            if batch > 1:
-                versions.append(("v2 groups", KernelConfig.one_per_thread(batch, dtype)))
+            versions = [("v1 launch", KernelConfig.v1(batch)),
+                        ("v3", KernelConfig.v3(batch, dtype)),
+                        ("default (v4)", KernelConfig.default(batch, dtype))]
             for version, cfg in versions:
-                cells = []
-                for kern, lanes in ((forward_kernel(cfg, dtype), cfg.view_block * cfg.det_block),
-                                    (adjoint_kernel(cfg, dtype), cfg.tile_h * cfg.tile_w)):
-                    r = report(kern, images_per_thread(cfg, lanes))
-                    cells += [r["barriers in loop"], r["shared in loop"], r["f64 in loop"],
-                              r["loop instr"], f"{r['instr / image']:.1f}"]
-                yield [str(dtype).split(".")[-1], batch, version,
+                cells = _cells(forward_kernel(cfg, dtype), adjoint_kernel(cfg, dtype), cfg)
+                yield [str(dtype).split(".")[-1], batch, version, cfg.layout,
                        f"{cfg.b_block}/{cfg.group}"] + cells
 
 
@@ -261,22 +284,19 @@ def v1_as_run_rows(commit: str = V1_COMMIT, batches=(8, 32)):
     show``), compiled with v1's own signature and launch: the baseline the README quotes."""
     for batch in batches:
         fwd, adj, cfg = v1_as_run_kernels(batch, commit=commit)
-        cells = []
-        for kern, lanes in ((fwd, cfg.view_block * cfg.det_block),
-                            (adj, cfg.tile_h * cfg.tile_w)):
-            r = report(kern, images_per_thread(cfg, lanes))
-            cells += [r["barriers in loop"], r["shared in loop"], r["f64 in loop"],
-                      r["loop instr"], f"{r['instr / image']:.1f}"]
-        yield ["float32", batch, f"v1 as run ({commit})", f"{cfg.b_block}/{cfg.group}"] + cells
+        yield ["float32", batch, f"v1 as run ({commit})", cfg.layout,
+               f"{cfg.b_block}/{cfg.group}"] + _cells(fwd, adj, cfg)
 
 
 def main() -> int:
     """Print the table. "v1 as run" is the source that ran on the H200 (needs a git checkout);
     "v1 launch" is v1's tiles, masks and candidate count compiled from the current code (its
-    arithmetic is v3's); "default" is what the backend launches."""
-    head = ["dtype", "batch", "config", "b_block/group"] + [
+    arithmetic is the current one); "v3" v3's launch (``KernelConfig.v3``); "default (v4)" is
+    what the backend launches."""
+    head = ["dtype", "batch", "config", "layout", "b_block/group"] + [
         f"{k} {m}" for k in ("fwd", "adj")
-        for m in ("barriers", "shared", "f64", "instr", "instr/image")]
+        for m in ("barriers", "shared", "f64", "instr", "instr/image")] + [
+        "adj per-view instr", "adj instr/image with per-view (2 cand.)"]
     print("Innermost loop of each kernel, compiled for sm_90 (no GPU), triton "
           f"{triton.__version__}:\n")
     print("| " + " | ".join(head) + " |")

@@ -97,6 +97,10 @@ class KernelConfig:
     framed : bool
         Forward only (with ``transposed``): zero frame around the cross axis of both copies,
         so that the gathers need no masks (v3, default); v1 masked every load.
+    adjoint_frame : bool
+        Parallel-beam adjoint (``"affine"``): copy the sinogram with ``max(count)`` zero rays on
+        both sides of every view, so that the candidate loop needs no mask and no compare (v4,
+        default); v1 and v3 masked every load.
     parallel_adjoint : {"affine", "generic"}
         Adjoint of parallel beams in float32 / half precision: ``"affine"`` (v3, default) uses
         :func:`~.triton_kernels.joseph_adjoint_parallel_kernel` (per-view parameters, float32
@@ -108,7 +112,7 @@ class KernelConfig:
 
     def __init__(self, view_block=4, det_block=32, tile_h=8, tile_w=16, b_block=16, group=4,
                  layout="channels_last", transposed=True, num_warps=4, adjoint_count="table",
-                 parallel_adjoint="affine", framed=True):
+                 parallel_adjoint="affine", framed=True, adjoint_frame=True):
         for name, value in (("view_block", view_block), ("det_block", det_block),
                             ("tile_h", tile_h), ("tile_w", tile_w), ("b_block", b_block),
                             ("group", group), ("num_warps", num_warps)):
@@ -132,6 +136,7 @@ class KernelConfig:
         self.adjoint_count = adjoint_count
         self.parallel_adjoint = parallel_adjoint
         self.framed = bool(framed)
+        self.adjoint_frame = bool(adjoint_frame)
 
     @property
     def groups(self) -> int:
@@ -141,9 +146,12 @@ class KernelConfig:
     @classmethod
     def default(cls, batch: int, dtype: torch.dtype = torch.float32) -> "KernelConfig":
         """The launch used when no config is given: :meth:`planar` (v4) for batches of two
-        or more images, v3's launch (:meth:`v3`, the plain layout) for a single image."""
+        or more images; for a single image v3's launch (:meth:`v3`, the plain layout) with
+        v4's framed parallel-beam adjoint."""
         if batch <= 1:
-            return cls.v3(batch, dtype)
+            cfg = cls.v3(batch, dtype)
+            cfg.adjoint_frame = True
+            return cfg
         return cls.planar(batch, dtype)
 
     @classmethod
@@ -172,7 +180,9 @@ class KernelConfig:
         between threads through shared memory, with barriers (``benchmarks/kernel_static.py``),
         so v2 and v3 use :meth:`one_per_thread`."""
         if cls.v1(batch).b_block == 8:
-            return cls.one_per_thread(batch, dtype)
+            cfg = cls.one_per_thread(batch, dtype)
+            cfg.adjoint_frame = False
+            return cfg
         cfg = cls.v1(batch)
         cfg.adjoint_count, cfg.parallel_adjoint, cfg.framed = "table", "affine", True
         return cfg
@@ -187,7 +197,7 @@ class KernelConfig:
         tile_w = 1 << math.ceil(0.5 * math.log2(lanes))  # square-ish pixel tile, w >= h
         return cls(view_block=view_block, det_block=lanes // view_block, tile_h=lanes // tile_w,
                    tile_w=tile_w, b_block=b_block, group=b_block,
-                   layout="channels_last" if batch > 1 else "plain",
+                   layout="channels_last" if batch > 1 else "plain", adjoint_frame=False,
                    transposed=True, num_warps=4, adjoint_count="reduce",
                    parallel_adjoint="generic", framed=False)
 
@@ -206,7 +216,8 @@ class KernelConfig:
                     tile_w=self.tile_w, b_block=self.b_block, group=self.group,
                     layout=self.layout, transposed=self.transposed,
                     num_warps=self.num_warps, adjoint_count=self.adjoint_count,
-                    parallel_adjoint=self.parallel_adjoint, framed=self.framed)
+                    parallel_adjoint=self.parallel_adjoint, framed=self.framed,
+                    adjoint_frame=self.adjoint_frame)
 
     def __repr__(self) -> str:
         return "KernelConfig(" + ", ".join(f"{k}={v!r}" for k, v in self.as_dict().items()) + ")"
@@ -291,7 +302,10 @@ def parallel_view_table(table: torch.Tensor):
     Returns
     -------
     (pview, count) or None
-        ``pview`` ``(V, 6)`` float64: ``slope, icpt_0, delta, 1/delta, signed step, 1/|delta|``;
+        ``pview`` ``(V, 6)`` float64: ``a_c, a_r, a_0, delta, step, 1/|delta|``, where
+        ``j* = a_c c + a_r r + a_0`` is the fractional index of the ray through pixel
+        ``(r, c)``'s centre (the ray ``j`` crosses the pixel's row, or column, at ``(j - j*)
+        delta`` pixels from its centre) and ``step`` the length of a ray per step;
         ``count`` ``(V,)`` int32: candidates per pixel, ``ceil(2 / |delta|)``.
     """
     from .triton_kernels import PARALLEL_VIEW_PARAMS
@@ -308,8 +322,14 @@ def parallel_view_table(table: torch.Tensor):
     if float((icpt - affine).abs().max()) > 1e-9 * float(delta.abs().min()):
         return None
     reach = 1.0 / delta.abs()
-    signed_step = torch.where(vert[:, 0] > 0.5, step[:, 0], -step[:, 0])
-    pview = torch.stack([slope[:, 0], icpt[:, 0], delta, 1.0 / delta, signed_step, reach], 1)
+    # Ray j at step k crosses the other axis at t = slope k + icpt_0 + j delta; pixel (r, c)
+    # is (k, i) = (r, c) in a view stepping over rows, (c, r) otherwise; t = i at
+    # j* = (i - slope k - icpt_0) / delta.
+    rows = vert[:, 0] > 0.5
+    inv = 1.0 / delta
+    a_k, a_i, a_0 = -slope[:, 0] * inv, inv, -icpt[:, 0] * inv
+    pview = torch.stack([torch.where(rows, a_i, a_k), torch.where(rows, a_k, a_i), a_0, delta,
+                         step[:, 0], reach], 1)
     assert pview.shape[1] == PARALLEL_VIEW_PARAMS
     count = torch.clamp(torch.ceil(2.0 * reach - 1e-9), min=1).to(torch.int32)
     return pview.contiguous(), count.contiguous()
@@ -358,11 +378,11 @@ def candidate_counts(grid: ImageGrid, geometry, tile_h: int, tile_w: int, pad: f
     """Upper bounds of the adjoint's candidate rays per pixel and view (``COUNT_FROM_TABLE``),
     on ``device``.
 
-    From the kernel's float32 view table (:func:`_view_table`). In the kernel, pixel ``p`` visits detectors ``ceil(lo_p - pad) .. floor(hi_p + pad)`` clipped to the
-    detector, so at most ``floor(hi_p - lo_p + 2 pad) + 1``; this bound is evaluated here in
-    float64 from the same float32 parameters, widened by :data:`_COUNT_MARGIN` and a relative
-    ``2**-18 |j|`` for the float32 rounding of the ends (fan beam: with the ends clipped as the
-    kernel clips them).
+    From the kernel's float32 view table (:func:`_view_table`). In the kernel, pixel ``p``
+    visits detectors ``ceil(lo_p - pad) .. floor(hi_p + pad)`` clipped to the detector, so at
+    most ``floor(hi_p - lo_p + 2 pad) + 1``; this bound is evaluated here in float64 from the
+    same float32 parameters, widened by :data:`_COUNT_MARGIN` and a relative ``2**-18 |j|`` for
+    the float32 rounding of the ends (fan beam: with the ends clipped as the kernel clips them).
 
     Returns
     -------
@@ -479,6 +499,10 @@ class TritonBackend:
             det_scale=float(det_scale), det_shift=float(det_shift), sdd=float(sdd), counts={},
             parallel=(parallel_view_table(table) if isinstance(self.geometry, ParallelGeometry)
                       else None))
+        # Zero rays on each side of a view for the framed parallel adjoint: its most
+        # candidates per pixel (read once here, not per call).
+        cached["parallel_frame"] = (int(cached["parallel"][1].max())
+                                    if cached["parallel"] is not None else 0)
         self._cache[key] = cached
         return cached
 
@@ -600,7 +624,9 @@ class TritonBackend:
         """Back-project ``y`` ``(B, V, D)`` to ``(B, H, W)`` (exact adjoint of :meth:`forward`)."""
         _, v, d = table.shape
         h, w = self.grid.shape
-        return self._run("y", y, (v, d), table, (h, w), max(h * w, v * d), self._adjoint_chunk)
+        frame = self.tables(table)["parallel_frame"]  # at most this many rays of frame
+        return self._run("y", y, (v, d), table, (h, w), max(h * w, v * (d + 2 * frame)),
+                         self._adjoint_chunk)
 
     def _adjoint_chunk(self, y, out, tabs, v, d):
         from . import triton_kernels as K
@@ -609,38 +635,46 @@ class TritonBackend:
         b = y.shape[0]
         cfg = self._config(b, y.dtype)
         layout = cfg.layout if b > 1 else "plain"
+        affine = (cfg.parallel_adjoint == "affine" and tabs["parallel"] is not None
+                  and y.dtype != torch.float64)
+        # v4: zero rays around every view for the parallel kernel's unmasked loads.
+        frame = tabs["parallel_frame"] if affine and cfg.adjoint_frame else 0
+        row = d + 2 * frame  # rays per view in the copy
         y_plane_q = 1
-        if layout == "planar":  # (G, V D, group), zero-padded batch as in the forward
+        if layout == "planar":  # (G, V, row, group), zero-padded batch as in the forward
             vec = min(_vector_width(y.dtype), cfg.group)
             bp = _padded_batch(b, cfg.b_block, cfg.group)
             planes = bp // cfg.group
-            ys = (y.new_zeros if bp != b else y.new_empty)(planes, v * d, cfg.group)
-            _copy_planar(ys, y.reshape(b, v * d))
+            ys = (y.new_zeros if bp != b or frame else y.new_empty)(planes, v, row, cfg.group)
+            _copy_planar(ys[:, :, frame:frame + d], y)
             y_ray_q, y_b = cfg.group // vec, 1
-            y_plane_q = v * d * y_ray_q
+            y_plane_q = v * row * y_ray_q
             even = bp % cfg.b_block == 0
-        elif layout == "channels_last":  # (V D, Bp), zero-padded batch as in the forward
+        elif layout == "channels_last":  # (V, row, Bp), zero-padded batch as in the forward
             vec = _vector_width(y.dtype)
             bp = _padded_batch(b, cfg.b_block, vec)
-            ys = y.new_zeros(v * d, bp) if bp != b else y.new_empty(v * d, bp)
-            ys[:, :b].copy_(y.permute(1, 2, 0).reshape(v * d, b))
+            ys = (y.new_zeros if bp != b or frame else y.new_empty)(v, row, bp)
+            ys[:, frame:frame + d, :b].copy_(y.permute(1, 2, 0))
             y_ray_q, y_b = bp // vec, 1
             even = bp % cfg.b_block == 0
-        else:
-            ys = y.contiguous()
-            vec, y_ray_q, y_b = 1, 1, v * d
+        else:  # (B, V, row)
+            if frame:
+                ys = y.new_zeros(b, v, row)
+                ys[:, :, frame:frame + d].copy_(y)
+            else:
+                ys = y.contiguous()
+            vec, y_ray_q, y_b = 1, 1, v * row
             even = b % cfg.b_block == 0
         dtype = _accumulator(y.dtype)
         grid = (triton.cdiv(h, cfg.tile_h) * triton.cdiv(w, cfg.tile_w),
                 triton.cdiv(b, cfg.b_block))
-        if (cfg.parallel_adjoint == "affine" and tabs["parallel"] is not None
-                and y.dtype != torch.float64):
+        if affine:
             pview, count = tabs["parallel"]
             K.joseph_adjoint_parallel_kernel[grid](
-                ys, out, pview, count, v, d, b, h, w, y_ray_q, y_b, y_plane_q, 1, h * w,
+                ys, out, pview, count, v, d, b, h, w, y_ray_q, y_b, y_plane_q, 1, h * w, frame,
                 TILE_H=cfg.tile_h, TILE_W=cfg.tile_w, GROUP=cfg.group, GROUPS=cfg.groups,
                 VEC=vec, EVEN_B=even, DTYPE=dtype, PLANAR=layout == "planar",
-                num_warps=cfg.num_warps)
+                FRAMED=frame > 0, num_warps=cfg.num_warps)
             return
         from_table = cfg.adjoint_count == "table"
         counts = self.counts(tabs, cfg.tile_h, cfg.tile_w) if from_table else tabs["kmin"]

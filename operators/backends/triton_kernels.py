@@ -404,29 +404,40 @@ def joseph_adjoint_kernel(
 
 
 @triton.jit
-def _gather_one(y_ptr, base, b_off, mask, w, acc, DTYPE: tl.constexpr):
-    """``acc + w y[base + b_off]`` for one group of images."""
-    yv = tl.load(y_ptr + base + b_off, mask=mask, other=0.0)
+def _gather_one(y_ptr, base, b_off, mask, w, acc, DTYPE: tl.constexpr,
+                UNMASKED: tl.constexpr = False):
+    """``acc + w y[base + b_off]`` for one group of images (``UNMASKED``: every address is
+    valid, no mask)."""
+    if UNMASKED:
+        yv = tl.load(y_ptr + base + b_off)
+    else:
+        yv = tl.load(y_ptr + base + b_off, mask=mask, other=0.0)
     return acc + w * yv.to(DTYPE)
 
 
 @triton.jit
 def _gather_groups(y_ptr, base, hit, w, of0, of1, of2, of3, n_batch, bs0, bs1, bs2, bs3,
                    acc0, acc1, acc2, acc3, LANES: tl.constexpr, GROUP: tl.constexpr,
-                   GROUPS: tl.constexpr, EVEN_B: tl.constexpr, DTYPE: tl.constexpr):
-    """``acc_g + w y[base + offs_g]`` for the images ``bs_g`` of the first ``GROUPS`` groups
+                   GROUPS: tl.constexpr, EVEN_B: tl.constexpr, DTYPE: tl.constexpr,
+                   UNMASKED: tl.constexpr = False):
+    """``acc_g + w y[base + of_g]`` for the images ``bs_g`` of the first ``GROUPS`` groups
     (the adjoint kernels' candidate step; ``of_g``: :func:`_group_offsets`); lanes without
-    ``hit`` read nothing."""
-    acc0 = _gather_one(y_ptr, base, of0,
-                       _group_masks(hit, bs0, n_batch, LANES, GROUP, EVEN_B), w, acc0, DTYPE)
+    ``hit`` read nothing. ``UNMASKED`` (every lane's address valid) with ``EVEN_B``: loads
+    without masks."""
+    NOMASK: tl.constexpr = UNMASKED and EVEN_B
+    acc0 = _gather_one(y_ptr, base, of0, _group_masks(hit, bs0, n_batch, LANES, GROUP, EVEN_B),
+                       w, acc0, DTYPE, NOMASK)
     if GROUPS > 1:
         acc1 = _gather_one(y_ptr, base, of1,
-                           _group_masks(hit, bs1, n_batch, LANES, GROUP, EVEN_B), w, acc1, DTYPE)
+                           _group_masks(hit, bs1, n_batch, LANES, GROUP, EVEN_B), w, acc1,
+                           DTYPE, NOMASK)
     if GROUPS > 2:
         acc2 = _gather_one(y_ptr, base, of2,
-                           _group_masks(hit, bs2, n_batch, LANES, GROUP, EVEN_B), w, acc2, DTYPE)
+                           _group_masks(hit, bs2, n_batch, LANES, GROUP, EVEN_B), w, acc2,
+                           DTYPE, NOMASK)
         acc3 = _gather_one(y_ptr, base, of3,
-                           _group_masks(hit, bs3, n_batch, LANES, GROUP, EVEN_B), w, acc3, DTYPE)
+                           _group_masks(hit, bs3, n_batch, LANES, GROUP, EVEN_B), w, acc3,
+                           DTYPE, NOMASK)
     return acc0, acc1, acc2, acc3
 
 
@@ -438,23 +449,34 @@ PARALLEL_VIEW_PARAMS = 6
 def joseph_adjoint_parallel_kernel(
         y_ptr, out_ptr, pview_ptr, count_ptr,
         n_views, n_det, n_batch, height, width,
-        y_ray_q, y_b_stride, y_plane_q, out_pix_stride, out_b_stride,
+        y_ray_q, y_b_stride, y_plane_q, out_pix_stride, out_b_stride, frame,
         TILE_H: tl.constexpr, TILE_W: tl.constexpr, GROUP: tl.constexpr, GROUPS: tl.constexpr,
-        VEC: tl.constexpr, EVEN_B: tl.constexpr, DTYPE: tl.constexpr, PLANAR: tl.constexpr):
+        VEC: tl.constexpr, EVEN_B: tl.constexpr, DTYPE: tl.constexpr, PLANAR: tl.constexpr,
+        FRAMED: tl.constexpr):
     """The adjoint for parallel beams (v3): the same Joseph weights, with no per-ray table.
 
     In a parallel view every ray has the same slope, step and dominant axis, and the intercept
     is affine in the detector index: ``t_j(k) = slope k + icpt_0 + j delta``. Pixel ``(r, c)``
     (step ``k`` and cross index ``i``: ``(r, c)`` for rows-stepping views, ``(c, r)`` otherwise)
     receives ``(1 - |t_j(k) - i|) step`` from every ray ``j`` with ``|t_j(k) - i| < 1``, i.e.
-    ``|j - j*| < 1 / |delta|`` around ``j* = (i - slope k - icpt_0) / delta``. Per pixel and
-    view: ``j*`` in float64, split into ``floor(j*)`` and a float32 fraction ``phi``; per
-    candidate ``j = floor(j*) + m``: ``t_j - i = (m - phi) delta`` in float32, so the weights
-    equal the forward's to float32 rounding (a few 1e-8 relative) and the loop needs no table
-    load and no float64. ``count[v]`` candidates per view (``ceil(2 / |delta|)``).
+    ``|j - j*| < 1 / |delta|`` around ``j* = (i - slope k - icpt_0) / delta``, which is affine
+    in ``(r, c)``: ``j* = a_c c + a_r r + a_0``. Per pixel and view: ``j*`` in float64, split
+    into ``floor(j*)`` and a float32 fraction ``phi``; per candidate ``j = floor(j*) + m``:
+    ``t_j - i = (m - phi) delta`` in float32, so the weights equal the forward's to float32
+    rounding (a few 1e-8 relative) and the loop needs no table load and no float64. ``count[v]``
+    candidates per view (``ceil(2 / |delta|)``).
 
-    View table row ``v`` (``PARALLEL_VIEW_PARAMS`` float64): ``slope, icpt_0, delta, 1/delta,
-    signed step`` (positive when the view steps over rows) ``, 1/|delta|``. Data layout,
+    ``FRAMED`` (v4): every view of the sinogram carries ``frame`` >= ``max(count)`` zero rays
+    on both sides (rows of ``n_det + 2 frame``, ray ``j`` at ``j + frame``). A pixel whose
+    ``count`` candidates from ``j_first = floor(j*) + m_lo`` all miss the detector gets weight
+    zero and a clamped ``j_first``; every other candidate lies within ``count - 1`` rays of the
+    detector; so every address is valid and the loads need no mask. The weight is then
+    ``max(0, (1 - |u|) step)`` with ``u = (m_lo - phi) delta`` for the first candidate and
+    ``u += delta`` for the next: per candidate one addition, no integer-to-float conversion and
+    no compare (within a few float32 ulp of the unframed weight: at most ``count`` additions).
+
+    View table row ``v`` (``PARALLEL_VIEW_PARAMS`` float64, ``parallel_view_table``): ``a_c,
+    a_r, a_0`` (``j* = a_c c + a_r r + a_0``), ``delta, step, 1/|delta|``. Data layout,
     ``VEC``, ``EVEN_B`` and the groups as in :func:`joseph_adjoint_kernel`.
     """
     LANES: tl.constexpr = TILE_H * TILE_W
@@ -468,33 +490,46 @@ def joseph_adjoint_parallel_kernel(
                                         GROUPS, VEC, PLANAR)
     for v in range(0, n_views):
         row = pview_ptr + v * 6
-        slope = tl.load(row)
-        icpt0 = tl.load(row + 1)
-        delta = tl.load(row + 2).to(tl.float32)
-        inv_delta = tl.load(row + 3)
-        stepv = tl.load(row + 4)
-        reach = tl.load(row + 5).to(tl.float32)
-        vert = stepv > 0
+        a_c = tl.load(row)
+        a_r = tl.load(row + 1)
+        a_0 = tl.load(row + 2)
+        delta = tl.load(row + 3).to(tl.float32)
         # Pixels outside the image get step 0, hence no weight: one test less per candidate.
-        step = tl.where(pmask, tl.abs(stepv).to(tl.float32), 0.0)
-        kk = tl.where(vert, rd, cd)
-        other = tl.where(vert, cd, rd)
-        jstar = (other - (slope * kk + icpt0)) * inv_delta
+        step = tl.where(pmask, tl.load(row + 4).to(tl.float32), 0.0)
+        reach = tl.load(row + 5).to(tl.float32)
+        jstar = a_c * cd + (a_r * rd + a_0)
         jfloor = tl.floor(jstar)
         phi = (jstar - jfloor).to(tl.float32)
         j0 = jfloor.to(tl.int32)
         m_lo = tl.floor(phi - reach).to(tl.int32) + 1
-        ray0 = v * n_det + j0
         count = tl.load(count_ptr + v)
-        for cand in range(0, count):
-            m = m_lo + cand
-            w = (1.0 - tl.abs((m.to(tl.float32) - phi) * delta)) * step
-            j = j0 + m
-            hit = (w > 0.0) & (j.to(tl.uint32) < n_det)  # 0 <= j < n_det
-            w = tl.where(hit, w, 0.0).to(DTYPE)[:, None]
-            acc0, acc1, acc2, acc3 = _gather_groups(
-                y_ptr, ((ray0 + m) * y_ray_q * VEC)[:, None], hit, w, of0, of1, of2, of3, n_batch,
-                bs0, bs1, bs2, bs3, acc0, acc1, acc2, acc3, LANES, GROUP, GROUPS, EVEN_B, DTYPE)
+        if FRAMED:
+            j_first = j0 + m_lo
+            # No candidate on the detector: weight 0, and an address inside the frame.
+            on_detector = (j_first + count > 0) & (j_first < n_det)
+            step = tl.where(on_detector, step, 0.0)
+            j_first = tl.minimum(tl.maximum(j_first, -frame), n_det)
+            u = (m_lo.to(tl.float32) - phi) * delta  # t - i of the first candidate
+            ray0 = v * (n_det + 2 * frame) + frame + j_first
+            for cand in range(0, count):
+                w = tl.maximum((1.0 - tl.abs(u)) * step, 0.0).to(DTYPE)[:, None]
+                acc0, acc1, acc2, acc3 = _gather_groups(
+                    y_ptr, ((ray0 + cand) * y_ray_q * VEC)[:, None], pmask | True, w,
+                    of0, of1, of2, of3, n_batch, bs0, bs1, bs2, bs3, acc0, acc1, acc2, acc3,
+                    LANES, GROUP, GROUPS, EVEN_B, DTYPE, True)
+                u += delta
+        else:
+            ray0 = v * n_det + j0
+            for cand in range(0, count):
+                m = m_lo + cand
+                w = (1.0 - tl.abs((m.to(tl.float32) - phi) * delta)) * step
+                j = j0 + m
+                hit = (w > 0.0) & (j.to(tl.uint32) < n_det)  # 0 <= j < n_det
+                w = tl.where(hit, w, 0.0).to(DTYPE)[:, None]
+                acc0, acc1, acc2, acc3 = _gather_groups(
+                    y_ptr, ((ray0 + m) * y_ray_q * VEC)[:, None], hit, w,
+                    of0, of1, of2, of3, n_batch, bs0, bs1, bs2, bs3, acc0, acc1, acc2, acc3,
+                    LANES, GROUP, GROUPS, EVEN_B, DTYPE)
 
     pix = r * width + c
     _store_groups(out_ptr, pix * out_pix_stride, pmask, out_b_stride, n_batch,

@@ -302,8 +302,10 @@ def test_framed_forward_reads_stay_inside_their_half(batch):
 
 
 def test_parallel_view_table_is_the_rays_affine_form():
-    """The v3 parallel adjoint's per-view parameters reproduce every ray's intercept, its
-    candidate count is ceil(2 / |delta|), and a table that is not affine in the detector index
+    """The parallel adjoint's per-view parameters reproduce the ray table: ray ``j`` crosses
+    pixel ``(r, c)``'s row (or column) at ``(j - j*) delta`` from its centre, with
+    ``j* = a_c c + a_r r + a_0``, for every ray and pixel; the step is the ray's; the
+    candidate count is ceil(2 / |delta|); and a table that is not affine in the detector index
     (or has one detector) falls back to the generic kernel (``None``)."""
     import math
     import warnings
@@ -317,10 +319,18 @@ def test_parallel_view_table_is_the_rays_affine_form():
         warnings.simplefilter("ignore")
         table = op.XRayTransform(grid, geom, backend="torch").ray_table
     pview, count = parallel_view_table(table)
+    r = torch.arange(9, dtype=torch.float64)[:, None, None]
+    c = torch.arange(12, dtype=torch.float64)[None, :, None]
     j = torch.arange(17, dtype=torch.float64)
-    assert torch.allclose(pview[:, 1:2] + j * pview[:, 2:3], table[1], rtol=0, atol=1e-12)
-    assert torch.equal(pview[:, 4].sign(), torch.where(table[3, :, 0] > 0.5, 1.0, -1.0))
-    assert count.tolist() == [math.ceil(2 / abs(d)) for d in pview[:, 2].tolist()]
+    for v in range(5):
+        slope, icpt, step, vert = table[:, v]
+        k, i = (r, c) if vert[0] > 0.5 else (c, r)
+        crossing = slope[0] * k + icpt - i  # (r, c, j): where ray j passes pixel (r, c)
+        a_c, a_r, a_0, delta = pview[v, :4].tolist()
+        jstar = a_c * c + a_r * r + a_0
+        assert torch.allclose(crossing, (j - jstar) * delta, rtol=0, atol=1e-11)
+        assert torch.allclose(pview[v, 4], step[0])
+    assert count.tolist() == [math.ceil(2 / abs(d)) for d in pview[:, 3].tolist()]
     bent = table.clone()
     bent[1, 2, 5] += 1e-6
     assert parallel_view_table(bent) is None
