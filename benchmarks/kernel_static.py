@@ -190,6 +190,25 @@ def _drop_dead_zeroing(body: list) -> list:
                     and re.match(r"^mov\.u32\s+(%r\d+)", x).group(1) in dead)]
 
 
+def registers(kern):
+    """Registers per thread of the compiled kernel (``cuobjdump -res-usage`` of its cubin, the
+    tool Triton's NVIDIA backend ships), or None where the tool is missing."""
+    import os
+    import tempfile
+    tool = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "cuobjdump"
+    if not tool.exists() or "cubin" not in kern.asm:
+        return None
+    with tempfile.NamedTemporaryFile(suffix=".cubin", delete=False) as f:
+        f.write(kern.asm["cubin"])
+    try:
+        out = subprocess.run([str(tool), "-res-usage", f.name], capture_output=True,
+                             text=True).stdout
+    finally:
+        os.unlink(f.name)
+    m = re.search(r"REG:(\d+)", out)
+    return int(m.group(1)) if m else None
+
+
 def report(kern, images_per_thread: int) -> dict:
     ptx = kern.asm["ptx"]
     loop = innermost_loop(ptx)
@@ -203,6 +222,7 @@ def report(kern, images_per_thread: int) -> dict:
         "outer instr": (instructions_by_loop_depth(ptx).get(1, 0)
                         if "Depth=2" in ptx else 0),
         "instr / image": len(loop) / images_per_thread,
+        "registers": registers(kern),
     }
 
 
@@ -222,7 +242,7 @@ def _cells(fwd, adj, cfg: KernelConfig) -> list:
                                  (adj, cfg.tile_h * cfg.tile_w, True)):
         images = images_per_thread(cfg, lanes)
         r = report(kern, images)
-        cells += [r["barriers in loop"], r["shared in loop"], r["f64 in loop"],
+        cells += [r["registers"], r["barriers in loop"], r["shared in loop"], r["f64 in loop"],
                   r["loop instr"], f"{r['instr / image']:.1f}"]
         if adjoint:
             cells += [r["outer instr"],
@@ -295,7 +315,7 @@ def main() -> int:
     what the backend launches."""
     head = ["dtype", "batch", "config", "layout", "b_block/group"] + [
         f"{k} {m}" for k in ("fwd", "adj")
-        for m in ("barriers", "shared", "f64", "instr", "instr/image")] + [
+        for m in ("regs", "barriers", "shared", "f64", "instr", "instr/image")] + [
         "adj per-view instr", "adj instr/image with per-view (2 cand.)"]
     print("Innermost loop of each kernel, compiled for sm_90 (no GPU), triton "
           f"{triton.__version__}:\n")

@@ -8,6 +8,7 @@ direction whose backward applies the other direction, so the gradient of ``A`` i
 
 from __future__ import annotations
 
+import inspect
 import warnings
 from typing import Dict, Optional, Tuple
 
@@ -117,6 +118,14 @@ class _ApplyAdjoint(torch.autograd.Function):
         if in_dims[0] is None:
             return _ApplyAdjoint.apply(y, op), None
         return _ApplyAdjoint.apply(y.movedim(in_dims[0], 0), op), 0
+
+
+# ``Function.apply`` binds its arguments to ``forward``'s signature on every call when
+# ``setup_context`` is defined (needed for vmap / jvp); ``inspect.signature`` honours a cached
+# ``__signature__``, which saves about half of that per-call cost (25 us here).
+for _fn in (_ApplyForward.forward, _ApplyAdjoint.forward):
+    _fn.__signature__ = inspect.signature(_fn)
+del _fn
 
 
 def _validate_pair(grid: ImageGrid, geometry) -> None:

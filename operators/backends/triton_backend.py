@@ -362,6 +362,11 @@ def _copy_planar(dst: torch.Tensor, src: torch.Tensor) -> None:
         planes[full, :b - full * group].copy_(src[full * group:])
 
 
+def _cdiv(a: int, b: int) -> int:
+    """``ceil(a / b)`` for positive ints (``triton.cdiv`` costs microseconds per call)."""
+    return -(-a // b)
+
+
 def _accumulator(dtype: torch.dtype):
     import triton.language as tl
     return tl.float64 if dtype == torch.float64 else tl.float32
@@ -468,6 +473,7 @@ class TritonBackend:
         self.geometry = geometry
         self.config = config
         self._cache: Dict[str, dict] = {}
+        self._defaults: Dict[tuple, KernelConfig] = {}
 
     def clear(self) -> None:
         self._cache.clear()
@@ -529,7 +535,13 @@ class TritonBackend:
                                "(or TRITON_INTERPRET=1 for the CPU interpreter)")
 
     def _config(self, batch: int, dtype: torch.dtype) -> KernelConfig:
-        return self.config if self.config is not None else KernelConfig.default(batch, dtype)
+        if self.config is not None:
+            return self.config
+        key = (batch, dtype)
+        cfg = self._defaults.get(key)
+        if cfg is None:  # a handful of (batch, dtype) pairs per operator
+            cfg = self._defaults[key] = KernelConfig.default(batch, dtype)
+        return cfg
 
     @staticmethod
     def _batch_chunks(batch: int, per_item: int):
@@ -563,7 +575,6 @@ class TritonBackend:
 
     def _forward_chunk(self, x, out, tabs, v, d):
         from . import triton_kernels as K
-        import triton
         h, w = self.grid.shape
         b = x.shape[0]
         cfg = self._config(b, x.dtype)
@@ -611,8 +622,7 @@ class TritonBackend:
             vec, x_pix_q, x_b, x_half_q = 1, 1, size, b * size
             even = b % cfg.b_block == 0
         dtype = _accumulator(x.dtype)
-        grid = (triton.cdiv(v, cfg.view_block) * triton.cdiv(d, cfg.det_block),
-                triton.cdiv(b, cfg.b_block))
+        grid = (_cdiv(v, cfg.view_block) * _cdiv(d, cfg.det_block), _cdiv(b, cfg.b_block))
         K.joseph_forward_kernel[grid](
             xs, out, tabs["slope"], tabs["icpt"], tabs["step"], tabs["kmin"], tabs["kmax"],
             v, d, b, w, h, x_pix_q, x_b, x_half_q, x_plane_q, 1, v * d,
@@ -630,7 +640,6 @@ class TritonBackend:
 
     def _adjoint_chunk(self, y, out, tabs, v, d):
         from . import triton_kernels as K
-        import triton
         h, w = self.grid.shape
         b = y.shape[0]
         cfg = self._config(b, y.dtype)
@@ -666,8 +675,7 @@ class TritonBackend:
             vec, y_ray_q, y_b = 1, 1, v * row
             even = b % cfg.b_block == 0
         dtype = _accumulator(y.dtype)
-        grid = (triton.cdiv(h, cfg.tile_h) * triton.cdiv(w, cfg.tile_w),
-                triton.cdiv(b, cfg.b_block))
+        grid = (_cdiv(h, cfg.tile_h) * _cdiv(w, cfg.tile_w), _cdiv(b, cfg.b_block))
         if affine:
             pview, count = tabs["parallel"]
             K.joseph_adjoint_parallel_kernel[grid](
