@@ -331,6 +331,10 @@ VARIANTS = [
     # of 32 detectors of one view / 2 x 16 pixels.
     Variant("ours:triton[v4, tiles 4x32 / 8x16]", "ours", ours_triton_config(
         view_block=4, det_block=32, tile_h=8, tile_w=16), applies=_goal_case, priority=2),
+    # 8 planes of 4 images per thread (fewer instructions per image, twice the registers and
+    # half the warps; KERNELS.md): where the batch has 32 images.
+    Variant("ours:triton[v4, 8 planes]", "ours", ours_triton_config(b_block=32),
+            applies=lambda case, dev: case.batch >= 32 and _goal_case(case, dev), priority=2),
     # v3's two kernel changes off: the generic adjoint on parallel beams, masked loads.
     Variant("ours:triton[generic adjoint, unframed]", "ours", ours_triton_config(
         parallel_adjoint="generic", framed=False), applies=_goal_case, priority=2),

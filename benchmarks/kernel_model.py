@@ -23,7 +23,7 @@ bound; the same factor then turns the bound of a new version into a prediction.
 Usage::
 
     python benchmarks/kernel_model.py                    # every case, v1 / v3 / v4
-    python benchmarks/kernel_model.py --cases P256 --configs v4 --tiles
+    python benchmarks/kernel_model.py --cases P256 --configs v4,v4x8   # 4 or 8 planes
 
 Thread-to-data mapping (Triton's blocked layout of a ``(lanes, GROUP)`` tile with ``vec``
 images per thread): one warp-wide load covers ``32 vec / GROUP`` consecutive lanes (rays or
@@ -64,9 +64,13 @@ CASES = {c.name: (c, V1_MEASURED_MS[c.name]) for c in FULL_CASES}
 
 
 def configs(batch: int):
-    """The versions the model compares: name -> KernelConfig."""
-    return {"v1": KernelConfig.v1(batch), "v3": KernelConfig.v3(batch),
-            "v4": KernelConfig.planar(batch)}
+    """The versions the model compares: name -> KernelConfig ("v4x8": v4 with 8 planes of 4
+    images per thread, where the batch has 32 or more)."""
+    out = {"v1": KernelConfig.v1(batch), "v3": KernelConfig.v3(batch),
+           "v4": KernelConfig.planar(batch)}
+    if batch >= 32:
+        out["v4x8"] = KernelConfig(**{**out["v4"].as_dict(), "b_block": 8 * out["v4"].group})
+    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -370,6 +374,8 @@ def main(argv=None) -> int:
     for name in names:
         case, measured = CASES[name]
         for version in versions:
+            if version not in configs(case.batch):
+                continue
             cfg = configs(case.batch)[version]
             m = model(case, version, cfg, card)
             for direction, meas in zip(("forward", "adjoint"), measured):

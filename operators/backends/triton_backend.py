@@ -73,7 +73,7 @@ class KernelConfig:
     b_block : int
         Images per program (the batch tile of both kernels).
     group : int
-        Images per accumulator: ``b_block / group`` (1, 2 or 4) accumulators per program.
+        Images per accumulator: ``b_block / group`` (1, 2, 4 or 8) accumulators per program.
         v2 (default): ``group`` = one 128-bit load (4 float32, 8 half), so that a thread owns
         one ray / pixel and evaluates its coefficients once for up to 4 loads. v1:
         ``group = b_block``, one accumulator whose images the compiler spreads over threads.
@@ -118,8 +118,8 @@ class KernelConfig:
                             ("group", group), ("num_warps", num_warps)):
             if value < 1 or value & (value - 1):
                 raise ValueError(f"{name} must be a positive power of two, got {value}")
-        if b_block % group or b_block // group > 4:
-            raise ValueError(f"b_block ({b_block}) must be 1, 2 or 4 times group ({group})")
+        if b_block % group or b_block // group > 8:
+            raise ValueError(f"b_block ({b_block}) must be 1, 2, 4 or 8 times group ({group})")
         if layout not in self.LAYOUTS:
             raise ValueError(f"layout must be one of {self.LAYOUTS}, got {layout!r}")
         if adjoint_count not in ("table", "reduce"):

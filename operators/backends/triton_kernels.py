@@ -53,18 +53,20 @@ VIEW_PARAMS = 8
 
 @triton.jit
 def _batch_groups(pid_b, LANES: tl.constexpr, GROUP: tl.constexpr, GROUPS: tl.constexpr,
-                  DTYPE: tl.constexpr):
-    """Image indices of the program's groups (4; only the first ``GROUPS`` are used) and their
-    zeroed ``(LANES, GROUP)`` accumulators."""
-    bs0 = pid_b * (GROUP * GROUPS) + tl.arange(0, GROUP)
+                  DTYPE: tl.constexpr, FIRST: tl.constexpr = 0):
+    """Image indices of 4 of the program's groups, ``FIRST`` to ``FIRST + 3`` (only the first
+    ``GROUPS`` of the program are used), and their zeroed ``(LANES, GROUP)`` accumulators.
+    Programs of 8 groups hold two such quads (``FIRST`` 0 and 4)."""
+    bs0 = pid_b * (GROUP * GROUPS) + FIRST * GROUP + tl.arange(0, GROUP)
     zero = tl.zeros([LANES, GROUP], dtype=DTYPE)
     return bs0, bs0 + GROUP, bs0 + 2 * GROUP, bs0 + 3 * GROUP, zero, zero, zero, zero
 
 
 @triton.jit
 def _group_offsets(pid_b, bs0, b_stride, plane_q, GROUP: tl.constexpr, GROUPS: tl.constexpr,
-                   VEC: tl.constexpr, PLANAR: tl.constexpr):
-    """Element offsets ``(1, GROUP)`` of the program's 4 groups of images in the data buffer.
+                   VEC: tl.constexpr, PLANAR: tl.constexpr, FIRST: tl.constexpr = 0):
+    """Element offsets ``(1, GROUP)`` of 4 of the program's groups of images (``FIRST`` to
+    ``FIRST + 3``; ``bs0``: the images of group ``FIRST``) in the data buffer.
 
     Batch-innermost layouts (channels-last ``(pixels, B)`` or batch-major ``(B, pixels)``):
     image ``b`` at ``b b_stride``. ``PLANAR`` (v4): planes of ``GROUP`` images,
@@ -74,7 +76,7 @@ def _group_offsets(pid_b, bs0, b_stride, plane_q, GROUP: tl.constexpr, GROUPS: t
     """
     if PLANAR:
         lanes = tl.arange(0, GROUP)[None, :]
-        g0 = pid_b * GROUPS
+        g0 = pid_b * GROUPS + FIRST
         return ((g0 * plane_q * VEC) + lanes, ((g0 + 1) * plane_q * VEC) + lanes,
                 ((g0 + 2) * plane_q * VEC) + lanes, ((g0 + 3) * plane_q * VEC) + lanes)
     o0 = (bs0 * b_stride)[None, :]
@@ -121,7 +123,7 @@ def joseph_forward_kernel(
     """``out[b, v, j] = sum_k w0 x[b, p0] + w1 x[b, p1]`` for a tile of rays and images.
 
     One program: ``VIEW_BLOCK x DET_BLOCK`` rays times ``GROUPS`` groups of ``GROUP`` images
-    (``B_BLOCK = GROUPS GROUP``; ``GROUPS`` <= 4). Each group has its own accumulator
+    (``B_BLOCK = GROUPS GROUP``; ``GROUPS`` 1, 2, 4 or 8). Each group has its own accumulator
     ``(rays, GROUP)``: with ``GROUP`` one vector load wide (4 float32, 8 half) and 32
     ``num_warps`` rays per program, a thread owns one ray and computes its coefficients once
     for all its groups (v2); with one group of ``B_BLOCK`` images the compiler spreads a ray's
@@ -184,6 +186,10 @@ def joseph_forward_kernel(
                                                                DTYPE)
     of0, of1, of2, of3 = _group_offsets(pid_b, bs0, x_b_stride, x_plane_q, GROUP, GROUPS, VEC,
                                         PLANAR)
+    bs4, bs5, bs6, bs7, acc4, acc5, acc6, acc7 = _batch_groups(pid_b, LANES, GROUP, GROUPS,
+                                                               DTYPE, 4)
+    of4, of5, of6, of7 = _group_offsets(pid_b, bs4, x_b_stride, x_plane_q, GROUP, GROUPS, VEC,
+                                        PLANAR, 4)
     n_live = kmax - kmin
     last_step = tl.where(vert, height, width) - 1  # framed: steps past the ray's last are clamped
     if DTYPE != tl.float64:
@@ -231,9 +237,21 @@ def joseph_forward_kernel(
                                       w0, w1, acc2, LANES, GROUP, EVEN_B, FRAMED, DTYPE)
             acc3 = _gather_group_pair(x_ptr, base0, base1, bs3, of3, ok0, ok1, n_batch,
                                       w0, w1, acc3, LANES, GROUP, EVEN_B, FRAMED, DTYPE)
+        if GROUPS > 4:
+            acc4 = _gather_group_pair(x_ptr, base0, base1, bs4, of4, ok0, ok1, n_batch,
+                                      w0, w1, acc4, LANES, GROUP, EVEN_B, FRAMED, DTYPE)
+            acc5 = _gather_group_pair(x_ptr, base0, base1, bs5, of5, ok0, ok1, n_batch,
+                                      w0, w1, acc5, LANES, GROUP, EVEN_B, FRAMED, DTYPE)
+            acc6 = _gather_group_pair(x_ptr, base0, base1, bs6, of6, ok0, ok1, n_batch,
+                                      w0, w1, acc6, LANES, GROUP, EVEN_B, FRAMED, DTYPE)
+            acc7 = _gather_group_pair(x_ptr, base0, base1, bs7, of7, ok0, ok1, n_batch,
+                                      w0, w1, acc7, LANES, GROUP, EVEN_B, FRAMED, DTYPE)
 
     _store_groups(out_ptr, ray * out_ray_stride, rmask, out_b_stride, n_batch,
                   bs0, bs1, bs2, bs3, acc0, acc1, acc2, acc3, GROUPS)
+    if GROUPS > 4:
+        _store_groups(out_ptr, ray * out_ray_stride, rmask, out_b_stride, n_batch,
+                      bs4, bs5, bs6, bs7, acc4, acc5, acc6, acc7, GROUPS - 4)
 
 
 @triton.jit
@@ -247,7 +265,7 @@ def _store_group(out_ptr, lane_off, lane_mask, bs, b_stride, n_batch, acc):
 @triton.jit
 def _store_groups(out_ptr, lane_off, lane_mask, b_stride, n_batch, bs0, bs1, bs2, bs3,
                   acc0, acc1, acc2, acc3, GROUPS: tl.constexpr):
-    """Store the first ``GROUPS`` (1, 2 or 4) groups' accumulators."""
+    """Store the first ``GROUPS`` (1, 2 or 4 or more) of 4 groups' accumulators."""
     _store_group(out_ptr, lane_off, lane_mask, bs0, b_stride, n_batch, acc0)
     if GROUPS > 1:
         _store_group(out_ptr, lane_off, lane_mask, bs1, b_stride, n_batch, acc1)
@@ -331,6 +349,10 @@ def joseph_adjoint_kernel(
         tl.program_id(1), LANES, GROUP, GROUPS, DTYPE)
     of0, of1, of2, of3 = _group_offsets(tl.program_id(1), bs0, y_b_stride, y_plane_q, GROUP,
                                         GROUPS, VEC, PLANAR)
+    bs4, bs5, bs6, bs7, acc4, acc5, acc6, acc7 = _batch_groups(
+        tl.program_id(1), LANES, GROUP, GROUPS, DTYPE, 4)
+    of4, of5, of6, of7 = _group_offsets(tl.program_id(1), bs4, y_b_stride, y_plane_q, GROUP,
+                                        GROUPS, VEC, PLANAR, 4)
 
     for v in range(0, n_views):
         row = view_ptr + v * 8
@@ -394,13 +416,21 @@ def joseph_adjoint_kernel(
             w = (1.0 - tl.abs(t - other)) * step
             hit = ok & (w > 0.0)
             w = tl.where(hit, w, 0.0).to(DTYPE)[:, None]
+            base = (ray * y_ray_q * VEC)[:, None]
             acc0, acc1, acc2, acc3 = _gather_groups(
-                y_ptr, (ray * y_ray_q * VEC)[:, None], hit, w, of0, of1, of2, of3, n_batch,
+                y_ptr, base, hit, w, of0, of1, of2, of3, n_batch,
                 bs0, bs1, bs2, bs3, acc0, acc1, acc2, acc3, LANES, GROUP, GROUPS, EVEN_B, DTYPE)
+            if GROUPS > 4:
+                acc4, acc5, acc6, acc7 = _gather_groups(
+                    y_ptr, base, hit, w, of4, of5, of6, of7, n_batch, bs4, bs5, bs6, bs7,
+                    acc4, acc5, acc6, acc7, LANES, GROUP, GROUPS - 4, EVEN_B, DTYPE)
 
     pix = r * width + c
     _store_groups(out_ptr, pix * out_pix_stride, pmask, out_b_stride, n_batch,
                   bs0, bs1, bs2, bs3, acc0, acc1, acc2, acc3, GROUPS)
+    if GROUPS > 4:
+        _store_groups(out_ptr, pix * out_pix_stride, pmask, out_b_stride, n_batch,
+                      bs4, bs5, bs6, bs7, acc4, acc5, acc6, acc7, GROUPS - 4)
 
 
 @triton.jit
@@ -488,6 +518,10 @@ def joseph_adjoint_parallel_kernel(
         tl.program_id(1), LANES, GROUP, GROUPS, DTYPE)
     of0, of1, of2, of3 = _group_offsets(tl.program_id(1), bs0, y_b_stride, y_plane_q, GROUP,
                                         GROUPS, VEC, PLANAR)
+    bs4, bs5, bs6, bs7, acc4, acc5, acc6, acc7 = _batch_groups(
+        tl.program_id(1), LANES, GROUP, GROUPS, DTYPE, 4)
+    of4, of5, of6, of7 = _group_offsets(tl.program_id(1), bs4, y_b_stride, y_plane_q, GROUP,
+                                        GROUPS, VEC, PLANAR, 4)
     for v in range(0, n_views):
         row = pview_ptr + v * 6
         a_c = tl.load(row)
@@ -513,10 +547,16 @@ def joseph_adjoint_parallel_kernel(
             ray0 = v * (n_det + 2 * frame) + frame + j_first
             for cand in range(0, count):
                 w = tl.maximum((1.0 - tl.abs(u)) * step, 0.0).to(DTYPE)[:, None]
+                base = ((ray0 + cand) * y_ray_q * VEC)[:, None]
                 acc0, acc1, acc2, acc3 = _gather_groups(
-                    y_ptr, ((ray0 + cand) * y_ray_q * VEC)[:, None], pmask | True, w,
+                    y_ptr, base, pmask | True, w,
                     of0, of1, of2, of3, n_batch, bs0, bs1, bs2, bs3, acc0, acc1, acc2, acc3,
                     LANES, GROUP, GROUPS, EVEN_B, DTYPE, True)
+                if GROUPS > 4:
+                    acc4, acc5, acc6, acc7 = _gather_groups(
+                        y_ptr, base, pmask | True, w,
+                        of4, of5, of6, of7, n_batch, bs4, bs5, bs6, bs7, acc4, acc5, acc6, acc7,
+                        LANES, GROUP, GROUPS - 4, EVEN_B, DTYPE, True)
                 u += delta
         else:
             ray0 = v * n_det + j0
@@ -526,11 +566,20 @@ def joseph_adjoint_parallel_kernel(
                 j = j0 + m
                 hit = (w > 0.0) & (j.to(tl.uint32) < n_det)  # 0 <= j < n_det
                 w = tl.where(hit, w, 0.0).to(DTYPE)[:, None]
+                base = ((ray0 + m) * y_ray_q * VEC)[:, None]
                 acc0, acc1, acc2, acc3 = _gather_groups(
-                    y_ptr, ((ray0 + m) * y_ray_q * VEC)[:, None], hit, w,
+                    y_ptr, base, hit, w,
                     of0, of1, of2, of3, n_batch, bs0, bs1, bs2, bs3, acc0, acc1, acc2, acc3,
                     LANES, GROUP, GROUPS, EVEN_B, DTYPE)
+                if GROUPS > 4:
+                    acc4, acc5, acc6, acc7 = _gather_groups(
+                        y_ptr, base, hit, w,
+                        of4, of5, of6, of7, n_batch, bs4, bs5, bs6, bs7, acc4, acc5, acc6, acc7,
+                        LANES, GROUP, GROUPS - 4, EVEN_B, DTYPE)
 
     pix = r * width + c
     _store_groups(out_ptr, pix * out_pix_stride, pmask, out_b_stride, n_batch,
                   bs0, bs1, bs2, bs3, acc0, acc1, acc2, acc3, GROUPS)
+    if GROUPS > 4:
+        _store_groups(out_ptr, pix * out_pix_stride, pmask, out_b_stride, n_batch,
+                      bs4, bs5, bs6, bs7, acc4, acc5, acc6, acc7, GROUPS - 4)

@@ -101,6 +101,16 @@ def _cases():
         ("fan-flat-planar-batch-6", g_odd,
          op.FanGeometry.full_scan(7, 15, 2.0, 20.0, 40.0, "flat", detector_offset=-0.6), 6,
          None, "float32"),
+        # Eight planes of 4 images per thread (two quads of accumulators; the benchmark's
+        # `[v4, 8 planes]` variant), batch 40 in two batch tiles, parallel and fan.
+        ("parallel-planar-8-planes-batch-40", g_odd,
+         op.ParallelGeometry.full_scan(7, 15, 1.0, detector_offset=0.3), 40,
+         dict(view_block=4, det_block=8, tile_h=4, tile_w=8, b_block=32, group=4,
+              layout="planar"), "float32"),
+        ("fan-flat-planar-8-planes-batch-40", g_even,
+         op.FanGeometry.full_scan(7, 15, 2.0, 20.0, 40.0, "flat"), 40,
+         dict(view_block=4, det_block=8, tile_h=4, tile_w=8, b_block=32, group=4,
+              layout="planar"), "float32"),
         # v3's launch at batch 32 (channels-last rows of 32 images), parallel and fan.
         ("parallel-v3-launch-batch-32", g_even, op.ParallelGeometry.full_scan(7, 15, 1.0), 32,
          "v3", "float32"),
