@@ -335,6 +335,11 @@ VARIANTS = [
     # half the warps; KERNELS.md): where the batch has 32 images.
     Variant("ours:triton[v4, 8 planes]", "ours", ours_triton_config(b_block=32),
             applies=lambda case, dev: case.batch >= 32 and _goal_case(case, dev), priority=2),
+    # 4 pixels per thread in the adjoint where a thread serves 8 images (P512): less per-view
+    # work per pixel (static: 72 against 83 instructions per pixel and view), half the warps.
+    Variant("ours:triton[v4, adjoint tile 32x16]", "ours", ours_triton_config(
+        tile_h=32, tile_w=16), applies=lambda case, dev: case.batch <= 8 and _goal_case(case, dev),
+        priority=2),
     # v3's two kernel changes off: the generic adjoint on parallel beams, masked loads.
     Variant("ours:triton[generic adjoint, unframed]", "ours", ours_triton_config(
         parallel_adjoint="generic", framed=False), applies=_goal_case, priority=2),
