@@ -28,6 +28,8 @@ from ..geometry import FanGeometry, ImageGrid, ParallelGeometry
 __all__ = ["TritonBackend", "triton_available", "KernelConfig"]
 
 _INT32_LIMIT = 2**31 - 1
+#: The largest batch tile of a launch (8 planes of 8 half-precision images).
+_MAX_B_BLOCK = 64
 
 #: Storage dtypes the kernels read and write (accumulation is float32, or float64 for float64).
 SUPPORTED_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
@@ -120,6 +122,8 @@ class KernelConfig:
                 raise ValueError(f"{name} must be a positive power of two, got {value}")
         if b_block % group or b_block // group > 8:
             raise ValueError(f"b_block ({b_block}) must be 1, 2, 4 or 8 times group ({group})")
+        if b_block > _MAX_B_BLOCK:
+            raise ValueError(f"b_block must be at most {_MAX_B_BLOCK}, got {b_block}")
         if layout not in self.LAYOUTS:
             raise ValueError(f"layout must be one of {self.LAYOUTS}, got {layout!r}")
         if adjoint_count not in ("table", "reduce"):
@@ -545,8 +549,10 @@ class TritonBackend:
 
     @staticmethod
     def _batch_chunks(batch: int, per_item: int):
-        """Split the batch so that every tensor the kernels index stays below 2**31 elements."""
-        step = max(1, _INT32_LIMIT // max(1, per_item))
+        """Split the batch so that every tensor the kernels index stays below 2**31 elements:
+        ``per_item`` elements per image, and room for the copies' padding of the batch to a
+        whole batch tile (at most 64 images; a chunk of one image is never padded)."""
+        step = max(1, _INT32_LIMIT // max(1, per_item) - _MAX_B_BLOCK)
         for start in range(0, batch, step):
             yield start, min(batch, start + step)
 

@@ -415,6 +415,20 @@ def test_planar_launch_issues_fewer_instructions_per_image_than_v3(static, dtype
         assert new["barriers in loop"] == 0 and new["shared in loop"] == 0, new
 
 
+def test_batch_chunks_leave_room_for_the_padding_of_the_batch_tile():
+    """Every chunk, padded to a whole batch tile (at most 64 images), keeps the copies below
+    2**31 elements (int32 indices in the kernels); a batch tile above 64 is refused."""
+    from operators.backends.triton_backend import KernelConfig, TritonBackend
+    for per_item in (2**31 // 70, 2**31 // 300, 2**25, 12345):
+        chunks = list(TritonBackend._batch_chunks(1000, per_item))
+        assert chunks[0][0] == 0 and chunks[-1][1] == 1000
+        assert all(a[1] == b[0] for a, b in zip(chunks, chunks[1:]))
+        for start, stop in chunks:
+            assert stop - start == 1 or (stop - start + 64) * per_item < 2**31
+    with pytest.raises(ValueError, match="b_block"):
+        KernelConfig(b_block=128, group=32)
+
+
 def test_copy_planar_places_image_b_in_plane_b_div_group():
     """The planar layout (v4): image ``b = g group + l`` of the batch lands in plane ``g`` at
     lane ``l``, with a partial last plane left as allocated (zeros)."""
