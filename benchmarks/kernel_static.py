@@ -52,7 +52,7 @@ ADJ_SIG = dict(y_ptr=F32, out_ptr=F32, slope_ptr=F64, icpt_ptr=F64, step_ptr=F64
                y_ray_q=I32, y_b_stride=C, y_plane_q=I32, out_pix_stride=C, out_b_stride=I32,
                det_scale="fp32", det_shift="fp32", sdd="fp32", TILE_H=C, TILE_W=C,
                GROUP=C, GROUPS=C, GEOM=C, PAD=C, VEC=C, EVEN_B=C, DTYPE=C,
-               COUNT_FROM_TABLE=C, PLANAR=C)
+               COUNT_FROM_TABLE=C, PLANAR=C, CLAMPED=C)
 PAR_SIG = dict(y_ptr=F32, out_ptr=F32, pview_ptr=F64, count_ptr="*i32", n_views=I32,
                n_det=I32, n_batch=I32, height=I32, width=I32, y_ray_q=I32, y_b_stride=C,
                y_plane_q=I32, out_pix_stride=C, out_b_stride=I32, frame=I32, TILE_H=C,
@@ -118,7 +118,7 @@ def adjoint_kernel(cfg: KernelConfig, dtype: torch.dtype = torch.float32,
         y_b_stride=1, out_pix_stride=1, TILE_H=cfg.tile_h, TILE_W=cfg.tile_w, GROUP=cfg.group,
         GROUPS=cfg.groups, GEOM=geom_code, PAD=K.CANDIDATE_PAD, VEC=vec, EVEN_B=True,
         DTYPE=tl.float32, COUNT_FROM_TABLE=cfg.adjoint_count == "table",
-        PLANAR=cfg.layout == "planar"), ADJ_PTRS, cfg.num_warps)
+        PLANAR=cfg.layout == "planar", CLAMPED=cfg.adjoint_frame), ADJ_PTRS, cfg.num_warps)
 
 
 def innermost_loop(ptx: str) -> list:
@@ -285,7 +285,7 @@ def v1_as_run_kernels(batch: int, geom_code: int = K.GEOM_PARALLEL,
             "GROUP", "GROUPS", "FRAMED", "PLANAR", "x_plane_q")}
         adj_sig = {k: v for k, v in ADJ_SIG.items() if k not in (
             "count_ptr", "count_v_stride", "count_t_stride", "GROUP", "GROUPS",
-            "COUNT_FROM_TABLE", "PLANAR", "y_plane_q")}
+            "COUNT_FROM_TABLE", "PLANAR", "y_plane_q", "CLAMPED")}
         cfg = KernelConfig.v1(batch)
         fwd = compile_sm90(old.joseph_forward_kernel, dict(fwd_sig, B_BLOCK=C), dict(
             x_b_stride=1, out_ray_stride=1, VIEW_BLOCK=cfg.view_block,

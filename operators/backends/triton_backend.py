@@ -100,9 +100,11 @@ class KernelConfig:
         Forward only (with ``transposed``): zero frame around the cross axis of both copies,
         so that the gathers need no masks (v3, default); v1 masked every load.
     adjoint_frame : bool
-        Parallel-beam adjoint (``"affine"``): copy the sinogram with ``max(count)`` zero rays on
-        both sides of every view, so that the candidate loop needs no mask and no compare (v4,
-        default); v1 and v3 masked every load.
+        Adjoint loads without masks (v4, default; v1 and v3 masked every load). Parallel beam
+        (``"affine"``): the sinogram is copied with ``max(count)`` zero rays on both sides of
+        every view, so that the candidate loop needs no mask and no compare. Generic kernel
+        (fan beams): a candidate past its pixel's interval reads a clamped, valid ray and gets
+        weight zero.
     parallel_adjoint : {"affine", "generic"}
         Adjoint of parallel beams in float32 / half precision: ``"affine"`` (v3, default) uses
         :func:`~.triton_kernels.joseph_adjoint_parallel_kernel` (per-view parameters, float32
@@ -702,4 +704,5 @@ class TritonBackend:
             TILE_H=cfg.tile_h, TILE_W=cfg.tile_w, GROUP=cfg.group, GROUPS=cfg.groups,
             GEOM=tabs["geom"],
             PAD=K.CANDIDATE_PAD, VEC=vec, EVEN_B=even, DTYPE=dtype,
-            COUNT_FROM_TABLE=from_table, PLANAR=layout == "planar", num_warps=cfg.num_warps)
+            COUNT_FROM_TABLE=from_table, PLANAR=layout == "planar", CLAMPED=cfg.adjoint_frame,
+            num_warps=cfg.num_warps)
