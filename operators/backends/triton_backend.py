@@ -349,8 +349,9 @@ def _on_device(device: torch.device):
 
 
 def _padded_batch(batch: int, b_block: int, vec: int = 4) -> int:
-    """Batch stride of the channels-last copies: a multiple of ``vec`` (rows of at least 16
-    bytes) and, when the batch spans several tiles, of the tile."""
+    """Padded batch of the channels-last and planar copies: a multiple of ``vec`` (the
+    channels-last rows' 16-byte vectors, or the planar layout's plane width) and, when the
+    batch spans several tiles, of the tile."""
     multiple = max(vec, b_block) if batch > b_block else vec  # both powers of two
     return -(-batch // multiple) * multiple
 

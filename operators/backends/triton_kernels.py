@@ -53,20 +53,20 @@ VIEW_PARAMS = 8
 
 @triton.jit
 def _batch_groups(pid_b, LANES: tl.constexpr, GROUP: tl.constexpr, GROUPS: tl.constexpr,
-                  DTYPE: tl.constexpr, FIRST: tl.constexpr = 0):
-    """Image indices of 4 of the program's groups, ``FIRST`` to ``FIRST + 3`` (only the first
-    ``GROUPS`` of the program are used), and their zeroed ``(LANES, GROUP)`` accumulators.
-    Programs of 8 groups hold two such quads (``FIRST`` 0 and 4)."""
-    bs0 = pid_b * (GROUP * GROUPS) + FIRST * GROUP + tl.arange(0, GROUP)
-    zero = tl.zeros([LANES, GROUP], dtype=DTYPE)
-    return bs0, bs0 + GROUP, bs0 + 2 * GROUP, bs0 + 3 * GROUP, zero, zero, zero, zero
+                  DTYPE: tl.constexpr):
+    """Image indices of the program's 8 possible groups (only the first ``GROUPS`` are used;
+    the others' values are never read) and their zeroed ``(LANES, GROUP)`` accumulators."""
+    bs0 = pid_b * (GROUP * GROUPS) + tl.arange(0, GROUP)
+    z = tl.zeros([LANES, GROUP], dtype=DTYPE)
+    return (bs0, bs0 + GROUP, bs0 + 2 * GROUP, bs0 + 3 * GROUP, bs0 + 4 * GROUP,
+            bs0 + 5 * GROUP, bs0 + 6 * GROUP, bs0 + 7 * GROUP, z, z, z, z, z, z, z, z)
 
 
 @triton.jit
 def _group_offsets(pid_b, bs0, b_stride, plane_q, GROUP: tl.constexpr, GROUPS: tl.constexpr,
-                   VEC: tl.constexpr, PLANAR: tl.constexpr, FIRST: tl.constexpr = 0):
-    """Element offsets ``(1, GROUP)`` of 4 of the program's groups of images (``FIRST`` to
-    ``FIRST + 3``; ``bs0``: the images of group ``FIRST``) in the data buffer.
+                   VEC: tl.constexpr, PLANAR: tl.constexpr):
+    """Element offsets ``(1, GROUP)`` of the program's 8 possible groups of images (``bs0``:
+    the images of its first group) in the data buffer.
 
     Batch-innermost layouts (channels-last ``(pixels, B)`` or batch-major ``(B, pixels)``):
     image ``b`` at ``b b_stride``. ``PLANAR`` (v4): planes of ``GROUP`` images,
@@ -76,11 +76,14 @@ def _group_offsets(pid_b, bs0, b_stride, plane_q, GROUP: tl.constexpr, GROUPS: t
     """
     if PLANAR:
         lanes = tl.arange(0, GROUP)[None, :]
-        g0 = pid_b * GROUPS + FIRST
+        g0 = pid_b * GROUPS
         return ((g0 * plane_q * VEC) + lanes, ((g0 + 1) * plane_q * VEC) + lanes,
-                ((g0 + 2) * plane_q * VEC) + lanes, ((g0 + 3) * plane_q * VEC) + lanes)
+                ((g0 + 2) * plane_q * VEC) + lanes, ((g0 + 3) * plane_q * VEC) + lanes,
+                ((g0 + 4) * plane_q * VEC) + lanes, ((g0 + 5) * plane_q * VEC) + lanes,
+                ((g0 + 6) * plane_q * VEC) + lanes, ((g0 + 7) * plane_q * VEC) + lanes)
     o0 = (bs0 * b_stride)[None, :]
-    return (o0, o0 + GROUP * b_stride, o0 + 2 * GROUP * b_stride, o0 + 3 * GROUP * b_stride)
+    g = GROUP * b_stride
+    return (o0, o0 + g, o0 + 2 * g, o0 + 3 * g, o0 + 4 * g, o0 + 5 * g, o0 + 6 * g, o0 + 7 * g)
 
 
 @triton.jit
@@ -99,6 +102,37 @@ def _gather_group_pair(x_ptr, base0, base1, bs, b_off, ok0, ok1, n_batch, w0, w1
         x1 = tl.load(x_ptr + base1 + b_off, other=0.0,
                      mask=_group_masks(ok1, bs, n_batch, LANES, GROUP, EVEN_B))
     return acc + w0 * x0.to(DTYPE) + w1 * x1.to(DTYPE)
+
+
+@triton.jit
+def _gather_group_pairs(x_ptr, base0, base1, ok0, ok1, n_batch, w0, w1,
+                        bs0, bs1, bs2, bs3, bs4, bs5, bs6, bs7,
+                        of0, of1, of2, of3, of4, of5, of6, of7,
+                        acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7,
+                        LANES: tl.constexpr, GROUP: tl.constexpr, GROUPS: tl.constexpr,
+                        EVEN_B: tl.constexpr, UNMASKED: tl.constexpr, DTYPE: tl.constexpr):
+    """:func:`_gather_group_pair` for the first ``GROUPS`` (1, 2, 4 or 8) groups (the forward
+    kernel's step); the other accumulators are returned as they are."""
+    acc0 = _gather_group_pair(x_ptr, base0, base1, bs0, of0, ok0, ok1, n_batch, w0, w1, acc0,
+                              LANES, GROUP, EVEN_B, UNMASKED, DTYPE)
+    if GROUPS > 1:
+        acc1 = _gather_group_pair(x_ptr, base0, base1, bs1, of1, ok0, ok1, n_batch, w0, w1,
+                                  acc1, LANES, GROUP, EVEN_B, UNMASKED, DTYPE)
+    if GROUPS > 2:
+        acc2 = _gather_group_pair(x_ptr, base0, base1, bs2, of2, ok0, ok1, n_batch, w0, w1,
+                                  acc2, LANES, GROUP, EVEN_B, UNMASKED, DTYPE)
+        acc3 = _gather_group_pair(x_ptr, base0, base1, bs3, of3, ok0, ok1, n_batch, w0, w1,
+                                  acc3, LANES, GROUP, EVEN_B, UNMASKED, DTYPE)
+    if GROUPS > 4:
+        acc4 = _gather_group_pair(x_ptr, base0, base1, bs4, of4, ok0, ok1, n_batch, w0, w1,
+                                  acc4, LANES, GROUP, EVEN_B, UNMASKED, DTYPE)
+        acc5 = _gather_group_pair(x_ptr, base0, base1, bs5, of5, ok0, ok1, n_batch, w0, w1,
+                                  acc5, LANES, GROUP, EVEN_B, UNMASKED, DTYPE)
+        acc6 = _gather_group_pair(x_ptr, base0, base1, bs6, of6, ok0, ok1, n_batch, w0, w1,
+                                  acc6, LANES, GROUP, EVEN_B, UNMASKED, DTYPE)
+        acc7 = _gather_group_pair(x_ptr, base0, base1, bs7, of7, ok0, ok1, n_batch, w0, w1,
+                                  acc7, LANES, GROUP, EVEN_B, UNMASKED, DTYPE)
+    return acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7
 
 
 @triton.jit
@@ -182,14 +216,11 @@ def joseph_forward_kernel(
     k_lo = tl.min(kmin, axis=0)
     k_hi = tl.max(kmax, axis=0)
 
-    bs0, bs1, bs2, bs3, acc0, acc1, acc2, acc3 = _batch_groups(pid_b, LANES, GROUP, GROUPS,
-                                                               DTYPE)
-    of0, of1, of2, of3 = _group_offsets(pid_b, bs0, x_b_stride, x_plane_q, GROUP, GROUPS, VEC,
-                                        PLANAR)
-    bs4, bs5, bs6, bs7, acc4, acc5, acc6, acc7 = _batch_groups(pid_b, LANES, GROUP, GROUPS,
-                                                               DTYPE, 4)
-    of4, of5, of6, of7 = _group_offsets(pid_b, bs4, x_b_stride, x_plane_q, GROUP, GROUPS, VEC,
-                                        PLANAR, 4)
+    (bs0, bs1, bs2, bs3, bs4, bs5, bs6, bs7,
+     acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7) = _batch_groups(
+        pid_b, LANES, GROUP, GROUPS, DTYPE)
+    of0, of1, of2, of3, of4, of5, of6, of7 = _group_offsets(
+        pid_b, bs0, x_b_stride, x_plane_q, GROUP, GROUPS, VEC, PLANAR)
     n_live = kmax - kmin
     last_step = tl.where(vert, height, width) - 1  # framed: steps past the ray's last are clamped
     if DTYPE != tl.float64:
@@ -227,31 +258,14 @@ def joseph_forward_kernel(
         p0 = ka * stride_k + i0 * stride_i
         base0 = ((half + p0 * x_pix_q) * VEC)[:, None]
         base1 = ((half + (p0 + stride_i) * x_pix_q) * VEC)[:, None]
-        acc0 = _gather_group_pair(x_ptr, base0, base1, bs0, of0, ok0, ok1, n_batch,
-                                  w0, w1, acc0, LANES, GROUP, EVEN_B, FRAMED, DTYPE)
-        if GROUPS > 1:
-            acc1 = _gather_group_pair(x_ptr, base0, base1, bs1, of1, ok0, ok1, n_batch,
-                                      w0, w1, acc1, LANES, GROUP, EVEN_B, FRAMED, DTYPE)
-        if GROUPS > 2:
-            acc2 = _gather_group_pair(x_ptr, base0, base1, bs2, of2, ok0, ok1, n_batch,
-                                      w0, w1, acc2, LANES, GROUP, EVEN_B, FRAMED, DTYPE)
-            acc3 = _gather_group_pair(x_ptr, base0, base1, bs3, of3, ok0, ok1, n_batch,
-                                      w0, w1, acc3, LANES, GROUP, EVEN_B, FRAMED, DTYPE)
-        if GROUPS > 4:
-            acc4 = _gather_group_pair(x_ptr, base0, base1, bs4, of4, ok0, ok1, n_batch,
-                                      w0, w1, acc4, LANES, GROUP, EVEN_B, FRAMED, DTYPE)
-            acc5 = _gather_group_pair(x_ptr, base0, base1, bs5, of5, ok0, ok1, n_batch,
-                                      w0, w1, acc5, LANES, GROUP, EVEN_B, FRAMED, DTYPE)
-            acc6 = _gather_group_pair(x_ptr, base0, base1, bs6, of6, ok0, ok1, n_batch,
-                                      w0, w1, acc6, LANES, GROUP, EVEN_B, FRAMED, DTYPE)
-            acc7 = _gather_group_pair(x_ptr, base0, base1, bs7, of7, ok0, ok1, n_batch,
-                                      w0, w1, acc7, LANES, GROUP, EVEN_B, FRAMED, DTYPE)
+        acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7 = _gather_group_pairs(
+            x_ptr, base0, base1, ok0, ok1, n_batch, w0, w1, bs0, bs1, bs2, bs3, bs4, bs5, bs6, bs7,
+            of0, of1, of2, of3, of4, of5, of6, of7, acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7,
+            LANES, GROUP, GROUPS, EVEN_B, FRAMED, DTYPE)
 
     _store_groups(out_ptr, ray * out_ray_stride, rmask, out_b_stride, n_batch,
-                  bs0, bs1, bs2, bs3, acc0, acc1, acc2, acc3, GROUPS)
-    if GROUPS > 4:
-        _store_groups(out_ptr, ray * out_ray_stride, rmask, out_b_stride, n_batch,
-                      bs4, bs5, bs6, bs7, acc4, acc5, acc6, acc7, GROUPS - 4)
+                  bs0, bs1, bs2, bs3, bs4, bs5, bs6, bs7,
+                  acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7, GROUPS)
 
 
 @triton.jit
@@ -263,15 +277,21 @@ def _store_group(out_ptr, lane_off, lane_mask, bs, b_stride, n_batch, acc):
 
 
 @triton.jit
-def _store_groups(out_ptr, lane_off, lane_mask, b_stride, n_batch, bs0, bs1, bs2, bs3,
-                  acc0, acc1, acc2, acc3, GROUPS: tl.constexpr):
-    """Store the first ``GROUPS`` (1, 2 or 4 or more) of 4 groups' accumulators."""
+def _store_groups(out_ptr, lane_off, lane_mask, b_stride, n_batch,
+                  bs0, bs1, bs2, bs3, bs4, bs5, bs6, bs7,
+                  acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7, GROUPS: tl.constexpr):
+    """Store the first ``GROUPS`` (1, 2, 4 or 8) groups' accumulators."""
     _store_group(out_ptr, lane_off, lane_mask, bs0, b_stride, n_batch, acc0)
     if GROUPS > 1:
         _store_group(out_ptr, lane_off, lane_mask, bs1, b_stride, n_batch, acc1)
     if GROUPS > 2:
         _store_group(out_ptr, lane_off, lane_mask, bs2, b_stride, n_batch, acc2)
         _store_group(out_ptr, lane_off, lane_mask, bs3, b_stride, n_batch, acc3)
+    if GROUPS > 4:
+        _store_group(out_ptr, lane_off, lane_mask, bs4, b_stride, n_batch, acc4)
+        _store_group(out_ptr, lane_off, lane_mask, bs5, b_stride, n_batch, acc5)
+        _store_group(out_ptr, lane_off, lane_mask, bs6, b_stride, n_batch, acc6)
+        _store_group(out_ptr, lane_off, lane_mask, bs7, b_stride, n_batch, acc7)
 
 
 @triton.jit
@@ -350,14 +370,11 @@ def joseph_adjoint_kernel(
     cf = c.to(tl.float32)
     rd = r.to(tl.float64)
     cd = c.to(tl.float64)
-    bs0, bs1, bs2, bs3, acc0, acc1, acc2, acc3 = _batch_groups(
+    (bs0, bs1, bs2, bs3, bs4, bs5, bs6, bs7,
+     acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7) = _batch_groups(
         tl.program_id(1), LANES, GROUP, GROUPS, DTYPE)
-    of0, of1, of2, of3 = _group_offsets(tl.program_id(1), bs0, y_b_stride, y_plane_q, GROUP,
-                                        GROUPS, VEC, PLANAR)
-    bs4, bs5, bs6, bs7, acc4, acc5, acc6, acc7 = _batch_groups(
-        tl.program_id(1), LANES, GROUP, GROUPS, DTYPE, 4)
-    of4, of5, of6, of7 = _group_offsets(tl.program_id(1), bs4, y_b_stride, y_plane_q, GROUP,
-                                        GROUPS, VEC, PLANAR, 4)
+    of0, of1, of2, of3, of4, of5, of6, of7 = _group_offsets(
+        tl.program_id(1), bs0, y_b_stride, y_plane_q, GROUP, GROUPS, VEC, PLANAR)
 
     for v in range(0, n_views):
         row = view_ptr + v * 8
@@ -428,21 +445,16 @@ def joseph_adjoint_kernel(
             hit = ok & (w > 0.0)
             w = tl.where(hit, w, 0.0).to(DTYPE)[:, None]
             base = (ray * y_ray_q * VEC)[:, None]
-            acc0, acc1, acc2, acc3 = _gather_groups(
-                y_ptr, base, hit, w, of0, of1, of2, of3, n_batch,
-                bs0, bs1, bs2, bs3, acc0, acc1, acc2, acc3, LANES, GROUP, GROUPS, EVEN_B, DTYPE,
-                CLAMPED)
-            if GROUPS > 4:
-                acc4, acc5, acc6, acc7 = _gather_groups(
-                    y_ptr, base, hit, w, of4, of5, of6, of7, n_batch, bs4, bs5, bs6, bs7,
-                    acc4, acc5, acc6, acc7, LANES, GROUP, GROUPS - 4, EVEN_B, DTYPE, CLAMPED)
+            acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7 = _gather_groups(
+                y_ptr, base, hit, w, n_batch, bs0, bs1, bs2, bs3, bs4, bs5, bs6, bs7,
+                of0, of1, of2, of3, of4, of5, of6, of7,
+                acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7,
+                LANES, GROUP, GROUPS, EVEN_B, DTYPE, CLAMPED)
 
     pix = r * width + c
     _store_groups(out_ptr, pix * out_pix_stride, pmask, out_b_stride, n_batch,
-                  bs0, bs1, bs2, bs3, acc0, acc1, acc2, acc3, GROUPS)
-    if GROUPS > 4:
-        _store_groups(out_ptr, pix * out_pix_stride, pmask, out_b_stride, n_batch,
-                      bs4, bs5, bs6, bs7, acc4, acc5, acc6, acc7, GROUPS - 4)
+                  bs0, bs1, bs2, bs3, bs4, bs5, bs6, bs7,
+                  acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7, GROUPS)
 
 
 @triton.jit
@@ -458,14 +470,15 @@ def _gather_one(y_ptr, base, b_off, mask, w, acc, DTYPE: tl.constexpr,
 
 
 @triton.jit
-def _gather_groups(y_ptr, base, hit, w, of0, of1, of2, of3, n_batch, bs0, bs1, bs2, bs3,
-                   acc0, acc1, acc2, acc3, LANES: tl.constexpr, GROUP: tl.constexpr,
-                   GROUPS: tl.constexpr, EVEN_B: tl.constexpr, DTYPE: tl.constexpr,
-                   UNMASKED: tl.constexpr = False):
-    """``acc_g + w y[base + of_g]`` for the images ``bs_g`` of the first ``GROUPS`` groups
-    (the adjoint kernels' candidate step; ``of_g``: :func:`_group_offsets`); lanes without
-    ``hit`` read nothing. ``UNMASKED`` (every lane's address valid) with ``EVEN_B``: loads
-    without masks."""
+def _gather_groups(y_ptr, base, hit, w, n_batch, bs0, bs1, bs2, bs3, bs4, bs5, bs6, bs7,
+                   of0, of1, of2, of3, of4, of5, of6, of7,
+                   acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7,
+                   LANES: tl.constexpr, GROUP: tl.constexpr, GROUPS: tl.constexpr,
+                   EVEN_B: tl.constexpr, DTYPE: tl.constexpr, UNMASKED: tl.constexpr = False):
+    """``acc_g + w y[base + of_g]`` for the images ``bs_g`` of the first ``GROUPS`` (1, 2, 4 or
+    8) groups (the adjoint kernels' candidate step; ``of_g``: :func:`_group_offsets`); lanes
+    without ``hit`` read nothing. ``UNMASKED`` (every lane's address valid) with ``EVEN_B``:
+    loads without masks. The other accumulators are returned as they are."""
     NOMASK: tl.constexpr = UNMASKED and EVEN_B
     acc0 = _gather_one(y_ptr, base, of0, _group_masks(hit, bs0, n_batch, LANES, GROUP, EVEN_B),
                        w, acc0, DTYPE, NOMASK)
@@ -480,7 +493,20 @@ def _gather_groups(y_ptr, base, hit, w, of0, of1, of2, of3, n_batch, bs0, bs1, b
         acc3 = _gather_one(y_ptr, base, of3,
                            _group_masks(hit, bs3, n_batch, LANES, GROUP, EVEN_B), w, acc3,
                            DTYPE, NOMASK)
-    return acc0, acc1, acc2, acc3
+    if GROUPS > 4:
+        acc4 = _gather_one(y_ptr, base, of4,
+                           _group_masks(hit, bs4, n_batch, LANES, GROUP, EVEN_B), w, acc4,
+                           DTYPE, NOMASK)
+        acc5 = _gather_one(y_ptr, base, of5,
+                           _group_masks(hit, bs5, n_batch, LANES, GROUP, EVEN_B), w, acc5,
+                           DTYPE, NOMASK)
+        acc6 = _gather_one(y_ptr, base, of6,
+                           _group_masks(hit, bs6, n_batch, LANES, GROUP, EVEN_B), w, acc6,
+                           DTYPE, NOMASK)
+        acc7 = _gather_one(y_ptr, base, of7,
+                           _group_masks(hit, bs7, n_batch, LANES, GROUP, EVEN_B), w, acc7,
+                           DTYPE, NOMASK)
+    return acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7
 
 
 #: Float64 values per view in the table of :func:`joseph_adjoint_parallel_kernel`.
@@ -526,14 +552,11 @@ def joseph_adjoint_parallel_kernel(
     r, c, pmask = _pixel_tile(pid_p, height, width, TILE_H, TILE_W)
     rd = r.to(tl.float64)
     cd = c.to(tl.float64)
-    bs0, bs1, bs2, bs3, acc0, acc1, acc2, acc3 = _batch_groups(
+    (bs0, bs1, bs2, bs3, bs4, bs5, bs6, bs7,
+     acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7) = _batch_groups(
         tl.program_id(1), LANES, GROUP, GROUPS, DTYPE)
-    of0, of1, of2, of3 = _group_offsets(tl.program_id(1), bs0, y_b_stride, y_plane_q, GROUP,
-                                        GROUPS, VEC, PLANAR)
-    bs4, bs5, bs6, bs7, acc4, acc5, acc6, acc7 = _batch_groups(
-        tl.program_id(1), LANES, GROUP, GROUPS, DTYPE, 4)
-    of4, of5, of6, of7 = _group_offsets(tl.program_id(1), bs4, y_b_stride, y_plane_q, GROUP,
-                                        GROUPS, VEC, PLANAR, 4)
+    of0, of1, of2, of3, of4, of5, of6, of7 = _group_offsets(
+        tl.program_id(1), bs0, y_b_stride, y_plane_q, GROUP, GROUPS, VEC, PLANAR)
     for v in range(0, n_views):
         row = pview_ptr + v * 6
         a_c = tl.load(row)
@@ -560,15 +583,11 @@ def joseph_adjoint_parallel_kernel(
             for cand in range(0, count):
                 w = tl.maximum((1.0 - tl.abs(u)) * step, 0.0).to(DTYPE)[:, None]
                 base = ((ray0 + cand) * y_ray_q * VEC)[:, None]
-                acc0, acc1, acc2, acc3 = _gather_groups(
-                    y_ptr, base, pmask | True, w,
-                    of0, of1, of2, of3, n_batch, bs0, bs1, bs2, bs3, acc0, acc1, acc2, acc3,
+                acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7 = _gather_groups(
+                    y_ptr, base, pmask | True, w, n_batch, bs0, bs1, bs2, bs3, bs4, bs5, bs6, bs7,
+                    of0, of1, of2, of3, of4, of5, of6, of7,
+                    acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7,
                     LANES, GROUP, GROUPS, EVEN_B, DTYPE, True)
-                if GROUPS > 4:
-                    acc4, acc5, acc6, acc7 = _gather_groups(
-                        y_ptr, base, pmask | True, w,
-                        of4, of5, of6, of7, n_batch, bs4, bs5, bs6, bs7, acc4, acc5, acc6, acc7,
-                        LANES, GROUP, GROUPS - 4, EVEN_B, DTYPE, True)
                 u += delta
         else:
             ray0 = v * n_det + j0
@@ -579,19 +598,13 @@ def joseph_adjoint_parallel_kernel(
                 hit = (w > 0.0) & (j.to(tl.uint32) < n_det)  # 0 <= j < n_det
                 w = tl.where(hit, w, 0.0).to(DTYPE)[:, None]
                 base = ((ray0 + m) * y_ray_q * VEC)[:, None]
-                acc0, acc1, acc2, acc3 = _gather_groups(
-                    y_ptr, base, hit, w,
-                    of0, of1, of2, of3, n_batch, bs0, bs1, bs2, bs3, acc0, acc1, acc2, acc3,
+                acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7 = _gather_groups(
+                    y_ptr, base, hit, w, n_batch, bs0, bs1, bs2, bs3, bs4, bs5, bs6, bs7,
+                    of0, of1, of2, of3, of4, of5, of6, of7,
+                    acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7,
                     LANES, GROUP, GROUPS, EVEN_B, DTYPE)
-                if GROUPS > 4:
-                    acc4, acc5, acc6, acc7 = _gather_groups(
-                        y_ptr, base, hit, w,
-                        of4, of5, of6, of7, n_batch, bs4, bs5, bs6, bs7, acc4, acc5, acc6, acc7,
-                        LANES, GROUP, GROUPS - 4, EVEN_B, DTYPE)
 
     pix = r * width + c
     _store_groups(out_ptr, pix * out_pix_stride, pmask, out_b_stride, n_batch,
-                  bs0, bs1, bs2, bs3, acc0, acc1, acc2, acc3, GROUPS)
-    if GROUPS > 4:
-        _store_groups(out_ptr, pix * out_pix_stride, pmask, out_b_stride, n_batch,
-                      bs4, bs5, bs6, bs7, acc4, acc5, acc6, acc7, GROUPS - 4)
+                  bs0, bs1, bs2, bs3, bs4, bs5, bs6, bs7,
+                  acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7, GROUPS)
