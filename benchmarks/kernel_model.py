@@ -286,7 +286,7 @@ def adjoint_counts(case: Case, cfg: KernelConfig, dtype=torch.float32):
             l2 += b
     b_tiles = -(-case.batch // cfg.b_block)
     return dict(iterations=iters * b_tiles, outer=len(r) * v * b_tiles,
-                programs=len(r) * b_tiles, l1=l1 * b_tiles, l2=l2 * b_tiles)
+                programs=len(r) * b_tiles, l1=l1 * b_tiles, l2=l2 * b_tiles, frame=frame)
 
 
 # --------------------------------------------------------------------------------------------
@@ -319,8 +319,9 @@ class Card:
 
 
 def copy_seconds(case: Case, cfg: KernelConfig, direction: str, card: Card,
-                 dtype=torch.float32) -> float:
-    """HBM time of the layout copies and the output write (bytes / copy bandwidth)."""
+                 dtype=torch.float32, frame: int = 0) -> float:
+    """HBM time of the layout copies and the output write (bytes / copy bandwidth); ``frame``:
+    zero rays on each side of every view of the adjoint's copy (``adjoint_counts``)."""
     e = torch.finfo(dtype).bits // 8
     n, b = case.n, case.batch
     if cfg.layout == "planar":
@@ -334,8 +335,7 @@ def copy_seconds(case: Case, cfg: KernelConfig, direction: str, card: Card,
         buf = halves * n * (n + f) * e * bp
         zero = buf if (f or bp != b) else 0
         return (b * img + buf + zero + b * sino) / (card.hbm_tbs * 1e12)
-    frame = 2 * 3 * case.views * e * bp if cfg.adjoint_frame and not case.fan else 0  # ~3 rays
-    buf = sino * bp + frame
+    buf = (sino + 2 * frame * case.views * e) * bp
     zero = buf if (bp != b or frame) else 0
     return (b * sino + buf + zero + b * img) / (card.hbm_tbs * 1e12)
 
@@ -357,7 +357,8 @@ def model(case: Case, version: str, cfg: KernelConfig, card: Card, dtype=torch.f
                               warps_per_sm=counts["programs"] * cfg.num_warps / card.sms,
                               bound=max(bounds.values()),
                               limiter=max(bounds, key=bounds.get)[2:],
-                              copy=copy_seconds(case, cfg, direction, card, dtype))
+                              copy=copy_seconds(case, cfg, direction, card, dtype,
+                                                counts.get("frame", 0)))
     return out
 
 
