@@ -111,6 +111,14 @@ def _cases():
          op.FanGeometry.full_scan(7, 15, 2.0, 20.0, 40.0, "flat"), 40,
          dict(view_block=4, det_block=8, tile_h=4, tile_w=8, b_block=32, group=4,
               layout="planar"), "float32"),
+        # Detectors far narrower than the image: pixels whose candidate rays all miss the
+        # detector, where the unmasked adjoints must read zeros of the frame (parallel) or a
+        # clamped ray with weight zero (fan).
+        ("parallel-narrow-detector-batch-8", op.ImageGrid(shape=(16, 16), spacing=(1.0, 1.0)),
+         op.ParallelGeometry.full_scan(6, 5, 1.0, detector_offset=0.7), 8, None, "float32"),
+        ("fan-flat-narrow-detector-batch-8", op.ImageGrid(shape=(16, 16), spacing=(1.0, 1.0)),
+         op.FanGeometry.full_scan(6, 5, 1.0, 40.0, 80.0, "flat", detector_offset=0.7), 8, None,
+         "float32"),
         # v3's launch at batch 32 (channels-last rows of 32 images), parallel and fan.
         ("parallel-v3-launch-batch-32", g_even, op.ParallelGeometry.full_scan(7, 15, 1.0), 32,
          "v3", "float32"),
