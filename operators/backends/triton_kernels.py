@@ -535,10 +535,11 @@ def joseph_adjoint_parallel_kernel(
     candidates per view (``ceil(2 / |delta|)``).
 
     ``FRAMED`` (v4): every view of the sinogram carries ``frame`` >= ``max(count)`` zero rays
-    on both sides (rows of ``n_det + 2 frame``, ray ``j`` at ``j + frame``). A pixel whose
-    ``count`` candidates from ``j_first = floor(j*) + m_lo`` all miss the detector gets weight
-    zero and a clamped ``j_first``; every other candidate lies within ``count - 1`` rays of the
-    detector; so every address is valid and the loads need no mask. The weight is then
+    on both sides (rows of ``n_det + 2 frame``, ray ``j`` at ``j + frame``). The first
+    candidate ``j_first = floor(j*) + m_lo`` is clamped to ``[-frame, n_det]``: that moves only
+    pixels whose ``count`` candidates all miss the detector, which then read zeros of the
+    frame, and every other candidate lies within ``count - 1`` rays of the detector; so every
+    address is valid, the reads off the detector are zeros, and the loads need no mask. The weight is then
     ``max(0, (1 - |u|) step)`` with ``u = (m_lo - phi) delta`` for the first candidate and
     ``u += delta`` for the next: per candidate one addition, no integer-to-float conversion and
     no compare (within a few float32 ulp of the unframed weight: at most ``count`` additions).
@@ -573,11 +574,9 @@ def joseph_adjoint_parallel_kernel(
         m_lo = tl.floor(phi - reach).to(tl.int32) + 1
         count = tl.load(count_ptr + v)
         if FRAMED:
-            j_first = j0 + m_lo
-            # No candidate on the detector: weight 0, and an address inside the frame.
-            on_detector = (j_first + count > 0) & (j_first < n_det)
-            step = tl.where(on_detector, step, 0.0)
-            j_first = tl.minimum(tl.maximum(j_first, -frame), n_det)
+            # The clamp moves only pixels whose candidates all miss the detector (count <=
+            # frame); they then read zeros of the frame.
+            j_first = tl.minimum(tl.maximum(j0 + m_lo, -frame), n_det)
             u = (m_lo.to(tl.float32) - phi) * delta  # t - i of the first candidate
             ray0 = v * (n_det + 2 * frame) + frame + j_first
             for cand in range(0, count):
