@@ -336,7 +336,7 @@ VARIANTS = [
     Variant("ours:triton[v4, 8 planes]", "ours", ours_triton_config(b_block=32),
             applies=lambda case, dev: case.batch >= 32 and _goal_case(case, dev), priority=2),
     # 4 pixels per thread in the adjoint where a thread serves 8 images (P512): less per-view
-    # work per pixel (static: 72 against 83 instructions per pixel and view), half the warps.
+    # work per pixel (static: 67 against 78 instructions per pixel and view), half the warps.
     Variant("ours:triton[v4, adjoint tile 32x16]", "ours", ours_triton_config(
         tile_h=32, tile_w=16), applies=lambda case, dev: case.batch <= 8 and _goal_case(case, dev),
         priority=2),
