@@ -39,7 +39,8 @@ from torch import nn
 from .backends import SPARSE_MEMORY_BUDGET
 from .backends.sparse import MatrixCache, csr_pair
 from .geometry import FanGeometry, ImageGrid, ParallelGeometry
-from .projector import _ApplyAdjoint, _ApplyForward, _validate_pair, check_tensor
+from .projector import (RegisteredOperator, _validate_pair, apply_adjoint, apply_forward,
+                        check_tensor)
 
 __all__ = [
     "FILTERS", "FBP", "SinogramWeighting", "RampFilter", "PixelBackprojection",
@@ -308,7 +309,7 @@ def _pixel_backprojection_coefficients(grid: ImageGrid, geometry, pixels: torch.
     return j0f.to(torch.int64), j - j0f, weight
 
 
-class PixelBackprojection(nn.Module):
+class PixelBackprojection(RegisteredOperator):
     """Pixel-driven back-projection with linear interpolation and the FBP distance weight.
 
     ``B q (x) = sum_i dbeta_i W_i(x) q_i(u_i(x))``: ``u_i(x)`` the detector coordinate of the ray
@@ -415,12 +416,12 @@ class PixelBackprojection(nn.Module):
     def forward(self, q: torch.Tensor) -> torch.Tensor:
         if self.check_inputs:
             check_tensor("sinogram", q, self.domain_shape, "views, detectors")
-        return _ApplyForward.apply(q, self)
+        return apply_forward(q, self)
 
     def adjoint(self, img: torch.Tensor) -> torch.Tensor:
         if self.check_inputs:
             check_tensor("image", img, self.range_shape, "H, W")
-        return _ApplyAdjoint.apply(img, self)
+        return apply_adjoint(img, self)
 
 
 class FBP(nn.Module):

@@ -15,6 +15,7 @@ from typing import Dict, Optional, Tuple
 import torch
 from torch import nn
 
+from . import _custom_ops
 from ._joseph import ray_table
 from .backends import BACKENDS, make_backend, select_backend
 from .geometry import FanGeometry, ImageGrid, ParallelGeometry
@@ -38,7 +39,8 @@ def check_tensor(name: str, t, trailing: Tuple[int, int], trailing_names: str,
 
     Raises ``TypeError`` (not a tensor, integer/complex dtype, or half precision unless
     ``allow_half``), ``ValueError`` (rank or trailing shape, NaN/Inf) or ``RuntimeError``
-    (device mismatch).
+    (device mismatch). Under ``torch.compile`` the NaN/Inf check is skipped (it would need the
+    values on the host, a graph break in every call); the static checks stay.
     """
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
@@ -60,7 +62,8 @@ def check_tensor(name: str, t, trailing: Tuple[int, int], trailing_names: str,
             t.device.type == device.type == "cuda" and device.index is None):
         raise RuntimeError(f"{name} is on {t.device} but the operator is on {device}; "
                            f"move one of them (e.g. A.to({str(t.device)!r}))")
-    if check_finite and t.numel() and not _is_transformed(t) and not bool(torch.isfinite(t).all()):
+    if (check_finite and t.numel() and not _custom_ops.compiling() and not _is_transformed(t)
+            and not bool(torch.isfinite(t).all())):
         raise ValueError(f"{name} contains NaN or Inf")
 
 
@@ -128,6 +131,48 @@ for _fn in (_ApplyForward.forward, _ApplyAdjoint.forward):
 del _fn
 
 
+if _custom_ops.HAVE_CUSTOM_OPS:
+    _compiled_forward, _compiled_adjoint = _custom_ops.forward_op, _custom_ops.adjoint_op
+else:  # torch < 2.4: keep Dynamo out of the backends (a graph break per call)
+    @torch._dynamo.disable
+    def _compiled_forward(x, handle):
+        return _ApplyForward.apply(x, _custom_ops.lookup(handle))
+
+    @torch._dynamo.disable
+    def _compiled_adjoint(y, handle):
+        return _ApplyAdjoint.apply(y, _custom_ops.lookup(handle))
+
+
+def apply_forward(x: torch.Tensor, op) -> torch.Tensor:
+    """``op._raw_forward(x)`` with autograd: the ``autograd.Function`` when eager, the opaque
+    custom op of :mod:`operators._custom_ops` under ``torch.compile``. ``op`` needs an
+    ``_op_handle`` from :class:`RegisteredOperator`."""
+    if _custom_ops.compiling():
+        return _compiled_forward(x, op._op_handle)
+    return _ApplyForward.apply(x, op)
+
+
+def apply_adjoint(y: torch.Tensor, op) -> torch.Tensor:
+    """``op._raw_adjoint(y)`` with autograd; see :func:`apply_forward`."""
+    if _custom_ops.compiling():
+        return _compiled_adjoint(y, op._op_handle)
+    return _ApplyAdjoint.apply(y, op)
+
+
+class RegisteredOperator(nn.Module):
+    """Base of the linear layers: a handle for ``torch.compile`` (:mod:`operators._custom_ops`),
+    renewed for every copy (``copy.deepcopy``, pickling), so that a copy never answers for the
+    original."""
+
+    def __init__(self):
+        super().__init__()
+        self._op_handle = _custom_ops.register(self)
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        self._op_handle = _custom_ops.register(self)
+
+
 def _validate_pair(grid: ImageGrid, geometry) -> None:
     if not isinstance(grid, ImageGrid):
         raise TypeError(f"grid must be an operators.ImageGrid, got {type(grid).__name__}")
@@ -147,7 +192,7 @@ def _validate_pair(grid: ImageGrid, geometry) -> None:
             UserWarning, stacklevel=3)
 
 
-class XRayTransform(nn.Module):
+class XRayTransform(RegisteredOperator):
     """The 2D X-ray transform ``A`` (Joseph's method) as a fixed, differentiable layer.
 
     Parameters
@@ -276,14 +321,14 @@ class XRayTransform(nn.Module):
         """Project images ``(*batch, H, W)`` to sinograms ``(*batch, views, detectors)``."""
         if self.check_inputs:
             check_tensor("x", x, self.domain_shape, "H, W", self.device, allow_half=True)
-        return _ApplyForward.apply(x, self)
+        return apply_forward(x, self)
 
     def adjoint(self, y: torch.Tensor) -> torch.Tensor:
         """Back-project sinograms ``(*batch, views, detectors)`` to images ``(*batch, H, W)``."""
         if self.check_inputs:
             check_tensor("y", y, self.range_shape, "views, detectors", self.device,
                          allow_half=True)
-        return _ApplyAdjoint.apply(y, self)
+        return apply_adjoint(y, self)
 
     def normal(self, x: torch.Tensor) -> torch.Tensor:
         """``A^T A x``."""

@@ -12,7 +12,8 @@ __all__ = ["TrainConfig"]
 #: Fields that do not change the trajectory of a training (so a checkpoint written under other
 #: values of them can be resumed): where it runs and how it reports.
 _NON_TRAJECTORY_FIELDS = ("num_workers", "log_every", "tensorboard", "device", "progress",
-                          "checkpoint_every", "deterministic", "find_unused_parameters")
+                          "checkpoint_every", "deterministic", "find_unused_parameters",
+                          "compile")
 
 
 def _check_positive_int(name: str, value: Any, allow_none: bool = False) -> None:
@@ -40,7 +41,7 @@ class TrainConfig:
 
     A checkpoint resumes only under the same values of the fields that shape the optimisation
     (all but ``num_workers``, ``log_every``, ``tensorboard``, ``device``, ``progress``,
-    ``checkpoint_every``, ``deterministic``, ``find_unused_parameters``).
+    ``checkpoint_every``, ``deterministic``, ``find_unused_parameters``, ``compile``).
 
     Parameters
     ----------
@@ -90,6 +91,11 @@ class TrainConfig:
         run. CPU runs are deterministic without it.
     find_unused_parameters : bool
         Passed to ``DistributedDataParallel`` (for models whose forward skips some parameters).
+    compile : bool
+        Run the training steps through ``torch.compile`` (Inductor). The operators enter the
+        graph as opaque custom ops (:mod:`operators._custom_ops`), so an unrolled network
+        compiles into one graph; the first steps pay the compilation (seconds to a minute).
+        Validation and the checkpoints use the plain model (same weights, same names).
     """
 
     epochs: int = 10
@@ -110,6 +116,7 @@ class TrainConfig:
     checkpoint_every: Optional[int] = None
     deterministic: bool = False
     find_unused_parameters: bool = False
+    compile: bool = False
 
     def __post_init__(self) -> None:
         _check_positive_int("epochs", self.epochs)
@@ -131,6 +138,11 @@ class TrainConfig:
         _check_positive_int("log_every", self.log_every)
         _check_positive_int("max_steps", self.max_steps, allow_none=True)
         _check_positive_int("checkpoint_every", self.checkpoint_every, allow_none=True)
+        for name in ("tensorboard", "progress", "deterministic", "find_unused_parameters",
+                     "compile"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"TrainConfig.{name} must be True or False, got "
+                                f"{getattr(self, name)!r}")
         if self.device is not None and not isinstance(self.device, str):
             raise TypeError("TrainConfig.device must be a string such as 'cpu' or 'cuda:0' or "
                             f"None, got {type(self.device).__name__}")

@@ -372,6 +372,8 @@ class Trainer:
             from torch.nn.parallel import DistributedDataParallel as DDP
             net = DDP(model, device_ids=[device.index] if device.type == "cuda" else None,
                       find_unused_parameters=cfg.find_unused_parameters)
+        if cfg.compile and not state["finished"]:
+            net = torch.compile(net)
 
         writer = make_tensorboard_writer(self.out_dir / "tensorboard") \
             if (cfg.tensorboard and main and not state["finished"]) else None

@@ -274,3 +274,37 @@ def test_models_are_operator_models(setup):
     grid, geom, A, x, y = setup
     assert isinstance(build("vn", grid, geom, A), OperatorModel)
     assert build("lpd", grid, geom, A).operator is A
+
+
+@pytest.mark.parametrize("name", MODELS + ["trainable-fbp", "learned-filter", "rebinning"])
+def test_models_compile_into_one_graph(setup, name):
+    """torch.compile(fullgraph=True): no graph break anywhere in a model (the operators are
+    opaque custom ops); the compiled model gives the eager output and parameter gradients."""
+    from operators._custom_ops import HAVE_CUSTOM_OPS
+    from recon.nets import LearnedFilterFBP, ParallelToFanNet, TrainableFBP
+
+    if not HAVE_CUSTOM_OPS:
+        pytest.skip("custom ops need torch >= 2.4")
+    grid, geom, A, x, y = setup
+    torch.manual_seed(0)
+    if name == "trainable-fbp":
+        model = TrainableFBP(grid, geom)
+    elif name == "learned-filter":
+        model = LearnedFilterFBP(grid, geom)
+    elif name == "rebinning":
+        fan = operators.FanGeometry.full_scan(views=8, detector_count=31, detector_spacing=2.0,
+                                              source_to_isocenter=40.0, source_to_detector=80.0)
+        model = ParallelToFanNet(A, operators.XRayTransform(grid, fan))
+    else:
+        model = build(name, grid, geom, A)
+    compiled = torch.compile(copy.deepcopy(model), fullgraph=True, backend="aot_eager")
+    outs, grads = [], []
+    for m in (model, compiled):
+        m.zero_grad()
+        out = m(y)
+        out.square().sum().backward()
+        outs.append(out.detach())
+        grads.append([p.grad for p in m.parameters() if p.requires_grad])
+    assert torch.allclose(outs[1], outs[0], rtol=1e-5, atol=1e-6 * outs[0].abs().max())
+    for g_c, g_e in zip(grads[1], grads[0]):
+        assert torch.allclose(g_c, g_e, rtol=1e-4, atol=1e-5 * g_e.abs().max())

@@ -1,0 +1,92 @@
+"""The linear operators as opaque ``torch.library`` custom ops, for ``torch.compile``.
+
+Eager calls go through the ``autograd.Function``s of :mod:`operators.projector` (they also
+serve ``vmap`` and forward-mode AD). Under ``torch.compile`` Dynamo would trace into the
+backends instead: the ``torch`` backend's gathers and chunk loops, the sparse matrices, the
+Triton launch code; Inductor then recompiles them for every shape and can fail on them
+(torch 2.13: ``cannot determine truth value of Relational`` with dynamic batch sizes). Here
+each direction is one custom op, ``known_operators::forward(x, handle)`` and
+``known_operators::adjoint(y, handle)``, that the compiler sees as a black box with a known
+output shape (its fake implementation) and a known gradient (the other direction), so a model
+that contains ``A`` compiles into one graph without breaks, on the CPU and on CUDA.
+
+The operator itself (geometry, cached matrices, kernel configuration) is not a tensor, so the
+ops take an integer ``handle`` into a registry of live operators (weak references: the registry
+keeps no operator alive). Copies (``copy.deepcopy``, pickling) get a handle of their own.
+
+Custom ops need torch >= 2.4; with an older torch, :data:`HAVE_CUSTOM_OPS` is False and
+:mod:`operators.projector` hides the operators from Dynamo instead (a graph break per call).
+"""
+
+from __future__ import annotations
+
+import itertools
+import weakref
+
+import torch
+
+__all__ = ["HAVE_CUSTOM_OPS", "register", "lookup", "compiling"]
+
+_REGISTRY: "weakref.WeakValueDictionary[int, object]" = weakref.WeakValueDictionary()
+_NEXT_HANDLE = itertools.count(1)
+
+HAVE_CUSTOM_OPS = hasattr(torch.library, "custom_op")
+
+
+def register(op) -> int:
+    """A new handle for ``op`` (anything with ``_raw_forward``, ``_raw_adjoint``,
+    ``domain_shape`` and ``range_shape``)."""
+    handle = next(_NEXT_HANDLE)
+    _REGISTRY[handle] = op
+    return handle
+
+
+def lookup(handle: int):
+    """The live operator behind ``handle``; ``RuntimeError`` if it was garbage-collected."""
+    op = _REGISTRY.get(int(handle))
+    if op is None:
+        raise RuntimeError(f"no live operator has handle {handle}: the operator a compiled "
+                           "graph refers to was deleted; keep the module alive while using it")
+    return op
+
+
+def compiling() -> bool:
+    """True while Dynamo traces (``torch.compile``); constant-folded by the tracer."""
+    probe = getattr(torch.compiler, "is_compiling", None)
+    if probe is None:  # torch < 2.3
+        probe = getattr(torch._dynamo, "is_compiling", lambda: False)
+    return bool(probe())
+
+
+if HAVE_CUSTOM_OPS:
+    # The results are made contiguous because the compiler assumes the strides of the fake
+    # implementation (the sparse backends return transposed products).
+    @torch.library.custom_op("known_operators::forward", mutates_args=())
+    def forward_op(x: torch.Tensor, handle: int) -> torch.Tensor:
+        """``A x`` for the operator ``handle``: ``(*batch, *domain) -> (*batch, *range)``."""
+        return lookup(handle)._raw_forward(x).contiguous()
+
+    @torch.library.custom_op("known_operators::adjoint", mutates_args=())
+    def adjoint_op(y: torch.Tensor, handle: int) -> torch.Tensor:
+        """``A^T y`` for the operator ``handle``: ``(*batch, *range) -> (*batch, *domain)``."""
+        return lookup(handle)._raw_adjoint(y).contiguous()
+
+    @forward_op.register_fake
+    def _forward_fake(x, handle):
+        return x.new_empty((*x.shape[:-2], *lookup(handle).range_shape))
+
+    @adjoint_op.register_fake
+    def _adjoint_fake(y, handle):
+        return y.new_empty((*y.shape[:-2], *lookup(handle).domain_shape))
+
+    def _keep_handle(ctx, inputs, output):
+        ctx.handle = inputs[1]
+
+    def _forward_backward(ctx, grad):
+        return adjoint_op(grad, ctx.handle), None
+
+    def _adjoint_backward(ctx, grad):
+        return forward_op(grad, ctx.handle), None
+
+    forward_op.register_autograd(_forward_backward, setup_context=_keep_handle)
+    adjoint_op.register_autograd(_adjoint_backward, setup_context=_keep_handle)
