@@ -8,7 +8,9 @@
 # At most 9.5 minutes (the device tool's limit per call is 10): pytest <= TEST_TIMEOUT (180 s;
 # the sm_90 compile checks are left to CI, they need no GPU), racecheck of v1's batch-8 launch
 # <= 60 s (RACECHECK=0 skips it; RACECHECK_LAUNCHES="v1 default" adds v4's), benchmark <=
-# BENCH_TIMEOUT (300 s; after --budget-s, 200 s, only our default kernels still run). Extra
+# BENCH_TIMEOUT (300 s; after --budget-s, 200 s, only our default kernels still run), then
+# torch.compile around the kernels (Inductor, and CUDA graphs with mode="reduce-overhead")
+# <= COMPILE_TIMEOUT (60 s; last, so that a call cut at its limit loses only this). Extra
 # benchmark arguments go in BENCH_ARGS (e.g. BENCH_ARGS="--cases P512"). Everything is written
 # as it goes, so a run cut short still leaves its partial results.
 set -u
@@ -43,3 +45,8 @@ timeout "${BENCH_TIMEOUT:-300}" "$PY" benchmarks/gpu_bench.py --out "$OUT_DIR/be
     --budget-s "${BUDGET_S:-200}" ${BENCH_ARGS:-} > "$OUT_DIR/gpu_bench.log" 2>&1
 echo "benchmark rc $?"
 grep -E "^(=== |  ours|  torchtomo|  deepinv|  diffct)" "$OUT_DIR/gpu_bench.log" | cut -c1-150
+grep -A 9 "^## Summary" "$OUT_DIR/bench/gpu_bench.md" 2>/dev/null | cut -c1-400
+
+timeout "${COMPILE_TIMEOUT:-60}" "$PY" -m pytest -q -rA -p no:cacheprovider \
+    tests/operators/test_compile.py -k on_the_gpu > "$OUT_DIR/pytest_compile.txt" 2>&1
+echo "pytest (torch.compile on the GPU) rc $?: $(tail -n 1 "$OUT_DIR/pytest_compile.txt")"
