@@ -52,9 +52,9 @@ def lookup(handle: int):
 
 def compiling() -> bool:
     """True while Dynamo traces (``torch.compile``); constant-folded by the tracer."""
-    probe = getattr(torch.compiler, "is_compiling", None)
+    probe = getattr(getattr(torch, "compiler", None), "is_compiling", None)
     if probe is None:  # torch < 2.3
-        probe = getattr(torch._dynamo, "is_compiling", lambda: False)
+        probe = getattr(getattr(torch, "_dynamo", None), "is_compiling", lambda: False)
     return bool(probe())
 
 
