@@ -95,6 +95,7 @@ class TrainConfig:
         Run the training steps through ``torch.compile`` (Inductor). The operators enter the
         graph as opaque custom ops (:mod:`operators._custom_ops`), so an unrolled network
         compiles into one graph; the first steps pay the compilation (seconds to a minute).
+        On the CPU Inductor needs a C++ compiler (``$CXX``, else ``g++``).
         Validation and the checkpoints use the plain model (same weights, same names).
     """
 

@@ -7,6 +7,8 @@ failed on dynamic batch sizes (torch 2.13).
 
 import copy
 import gc
+import os
+import shutil
 
 import pytest
 import torch
@@ -17,6 +19,10 @@ from operators import _custom_ops
 
 pytestmark = pytest.mark.skipif(not _custom_ops.HAVE_CUSTOM_OPS,
                                 reason="custom ops need torch >= 2.4")
+
+#: Inductor compiles CPU graphs with a C++ compiler ($CXX, else g++).
+HAVE_CXX = bool(shutil.which(os.environ.get("CXX", "") or "g++"))
+needs_cxx = pytest.mark.skipif(not HAVE_CXX, reason="Inductor on the CPU needs a C++ compiler")
 
 GRID = ImageGrid(shape=(24, 20), spacing=(1.0, 1.0))
 GEOMETRIES = {
@@ -76,6 +82,7 @@ def test_compiled_unrolled_model_equals_eager(name, backend):
         _assert_close(gc_, ge, f"gradient of parameter {i}")
 
 
+@needs_cxx
 def test_inductor_with_dynamic_batches():
     """The case that failed before the custom ops: Inductor, batch sizes that change (the
     second shape makes the batch dimension symbolic), extra batch dimensions."""

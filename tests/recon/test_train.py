@@ -6,6 +6,7 @@ import dataclasses
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -175,6 +176,8 @@ def test_short_training_lowers_the_loss_and_writes_logs(tmp_path):
     assert not list(tmp_path.glob(".*.tmp"))
 
 
+@pytest.mark.skipif(not shutil.which(os.environ.get("CXX", "") or "g++"),
+                    reason="Inductor on the CPU needs a C++ compiler")
 def test_compiled_training_of_an_operator_model_follows_eager(tmp_path):
     """TrainConfig(compile=True): a learned primal-dual network (projector pair inside) trains
     through torch.compile and follows the eager run; checkpoints hold the plain names."""
