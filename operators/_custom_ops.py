@@ -25,7 +25,7 @@ import weakref
 
 import torch
 
-__all__ = ["HAVE_CUSTOM_OPS", "register", "lookup", "compiling"]
+__all__ = ["HAVE_CUSTOM_OPS", "register", "lookup", "compiling", "call_raw"]
 
 _REGISTRY: "weakref.WeakValueDictionary[int, object]" = weakref.WeakValueDictionary()
 _NEXT_HANDLE = itertools.count(1)
@@ -58,18 +58,44 @@ def compiling() -> bool:
     return bool(probe())
 
 
+def _autocast_on(device_type: str) -> bool:
+    try:
+        return bool(torch.is_autocast_enabled(device_type))
+    except TypeError:  # torch < 2.4: no device argument
+        if device_type == "cpu":
+            return bool(torch.is_autocast_cpu_enabled())
+        return device_type == "cuda" and bool(torch.is_autocast_enabled())
+    except RuntimeError:  # a device type autocast does not know
+        return False
+
+
+def call_raw(op, method: str, t: torch.Tensor) -> torch.Tensor:
+    """``op.<method>(t)`` (``_raw_forward`` / ``_raw_adjoint``) outside autocast.
+
+    The operators are fixed-precision layers: the input's dtype decides (half-precision inputs
+    are read as stored by the Triton kernels, or computed in float32 by the CPU backends).
+    Inside ``torch.autocast`` the backends' matrix products would otherwise be cast to the
+    autocast dtype (the sparse CPU backend has no bfloat16 product at all), so autocast is
+    switched off around the call; the caller's autocast region goes on around it.
+    """
+    if _autocast_on(t.device.type):
+        with torch.autocast(device_type=t.device.type, enabled=False):
+            return getattr(op, method)(t)
+    return getattr(op, method)(t)
+
+
 if HAVE_CUSTOM_OPS:
     # The results are made contiguous because the compiler assumes the strides of the fake
     # implementation (the sparse backends return transposed products).
     @torch.library.custom_op("known_operators::forward", mutates_args=())
     def forward_op(x: torch.Tensor, handle: int) -> torch.Tensor:
         """``A x`` for the operator ``handle``: ``(*batch, *domain) -> (*batch, *range)``."""
-        return lookup(handle)._raw_forward(x).contiguous()
+        return call_raw(lookup(handle), "_raw_forward", x).contiguous()
 
     @torch.library.custom_op("known_operators::adjoint", mutates_args=())
     def adjoint_op(y: torch.Tensor, handle: int) -> torch.Tensor:
         """``A^T y`` for the operator ``handle``: ``(*batch, *range) -> (*batch, *domain)``."""
-        return lookup(handle)._raw_adjoint(y).contiguous()
+        return call_raw(lookup(handle), "_raw_adjoint", y).contiguous()
 
     @forward_op.register_fake
     def _forward_fake(x, handle):

@@ -76,7 +76,7 @@ class _ApplyForward(torch.autograd.Function):
 
     @staticmethod
     def forward(x, op):
-        return op._raw_forward(x)
+        return _custom_ops.call_raw(op, "_raw_forward", x)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
@@ -102,7 +102,7 @@ class _ApplyAdjoint(torch.autograd.Function):
 
     @staticmethod
     def forward(y, op):
-        return op._raw_adjoint(y)
+        return _custom_ops.call_raw(op, "_raw_adjoint", y)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
