@@ -91,6 +91,11 @@ class TrainConfig:
         run. CPU runs are deterministic without it.
     find_unused_parameters : bool
         Passed to ``DistributedDataParallel`` (for models whose forward skips some parameters).
+    amp : {None, "bfloat16", "float16"}
+        Mixed precision: the training forward pass and loss run under ``torch.autocast`` with
+        this dtype (the operators keep float32, see :func:`operators._custom_ops.call_raw`);
+        ``"float16"`` adds a ``GradScaler`` (its state is checkpointed). Validation runs in
+        full precision. ``None`` (default): float32 throughout.
     compile : bool
         Run the training steps through ``torch.compile`` (Inductor). The operators enter the
         graph as opaque custom ops (:mod:`operators._custom_ops`), so an unrolled network
@@ -117,6 +122,7 @@ class TrainConfig:
     checkpoint_every: Optional[int] = None
     deterministic: bool = False
     find_unused_parameters: bool = False
+    amp: Optional[str] = None
     compile: bool = False
 
     def __post_init__(self) -> None:
@@ -139,6 +145,9 @@ class TrainConfig:
         _check_positive_int("log_every", self.log_every)
         _check_positive_int("max_steps", self.max_steps, allow_none=True)
         _check_positive_int("checkpoint_every", self.checkpoint_every, allow_none=True)
+        if self.amp not in (None, "bfloat16", "float16"):
+            raise ValueError("TrainConfig.amp must be None, 'bfloat16' or 'float16', got "
+                             f"{self.amp!r}")
         for name in ("tensorboard", "progress", "deterministic", "find_unused_parameters",
                      "compile"):
             if not isinstance(getattr(self, name), bool):

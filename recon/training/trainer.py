@@ -11,6 +11,7 @@ once with :meth:`Trainer.evaluate`.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import time
@@ -101,6 +102,13 @@ class FitResult:
 
 def _cpu_state(module: nn.Module) -> Dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
+
+
+def _grad_scaler(device: torch.device):
+    """A gradient scaler for float16 training on ``device`` (torch >= 2.3: ``torch.amp``)."""
+    if hasattr(torch.amp, "GradScaler"):
+        return torch.amp.GradScaler(device.type)
+    return torch.cuda.amp.GradScaler(enabled=device.type == "cuda")
 
 
 class Trainer:
@@ -300,6 +308,7 @@ class Trainer:
         main = info.is_main
         model = self.model.to(device)
         was_training = model.training
+        self._scaler = _grad_scaler(device) if cfg.amp == "float16" else None
         per_rank = self._per_rank_batch()
         sampler = DistributedSampler(self.train_set, num_replicas=info.world_size,
                                      rank=info.rank, shuffle=True, seed=cfg.seed,
@@ -348,6 +357,8 @@ class Trainer:
             model.load_state_dict(ckpt["model"])
             optimizer.load_state_dict(ckpt["optimizer"])
             scheduler.load_state_dict(ckpt["scheduler"])
+            if self._scaler is not None and ckpt.get("scaler"):
+                self._scaler.load_state_dict(ckpt["scaler"])
             for k in state:
                 state[k] = ckpt["state"][k]
             state["log"] = [dict(r) for r in state["log"]]
@@ -386,6 +397,8 @@ class Trainer:
                     "world_size": info.world_size, "steps_per_epoch": steps_per_epoch,
                     "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict(), "state": copy.deepcopy(state),
+                    "scaler": (self._scaler.state_dict() if self._scaler is not None
+                               else None),
                     "best_model": best_state, "rng": rngs,
                 }, self.checkpoint_path)
             barrier()
@@ -470,6 +483,13 @@ class Trainer:
             resumed_from_step=resumed_step,
             final_train_loss=float(log[-1]["train_loss"]) if log else math.nan, log=log)
 
+    def _autocast(self):
+        """The training forward pass's autocast region (``TrainConfig.amp``), or none."""
+        if self.config.amp is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type,
+                              dtype=getattr(torch, self.config.amp))
+
     def _train_epoch(self, net, model, optimizer, scheduler, params, sampler, per_rank,
                      steps_per_epoch, state, save_checkpoint, writer) -> None:
         """One (possibly resumed, possibly capped) pass; updates ``state`` in place."""
@@ -515,14 +535,22 @@ class Trainer:
                 inp, tgt = to_device(inp, device), to_device(tgt, device)
                 n = batch_len(inp)
                 optimizer.zero_grad(set_to_none=True)
-                loss = self._loss(net(inp), tgt)
-                loss.backward()
+                with self._autocast():
+                    loss = self._loss(net(inp), tgt)
+                scaler = self._scaler
+                (scaler.scale(loss) if scaler is not None else loss).backward()
                 if cfg.grad_clip is not None:
+                    if scaler is not None:
+                        scaler.unscale_(optimizer)
                     gn = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
                     grad_acc += gn.detach().to(torch.float64)
                     grads += 1
                 state["epoch_lr"] = optimizer.param_groups[0]["lr"]
-                optimizer.step()
+                if scaler is not None:  # skips the step when the scaled gradients overflowed
+                    scaler.step(optimizer)
+                    scaler.update()
+                else:
+                    optimizer.step()
                 scheduler.step()
                 state["step"] += 1
                 state["batch_in_epoch"] += 1
