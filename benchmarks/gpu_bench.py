@@ -222,6 +222,23 @@ def ours_triton_cuda_graph(case, dev):
     return graphed(a.forward), graphed(a.adjoint), dict(matched=True)
 
 
+def ours_triton_autotuned(case, dev):
+    """Our kernels with ``autotune=True``: the first call of each direction times
+    ``KernelConfig.candidates`` and keeps the fastest (done here, before the timing); the
+    chosen launches and every candidate's time go into the row's info."""
+    from operators.backends.triton_backend import TritonBackend
+    a = _ours_operator(case, dev, "torch")
+    be = TritonBackend(case.grid(), case.geometry(), autotune=True)
+    table = a.ray_table
+    with torch.no_grad():
+        be.forward(torch.rand(case.batch, case.n, case.n, device=dev), table)
+        be.adjoint(torch.rand(case.batch, case.views, case.dets, device=dev), table)
+    info = {k[0]: {"chosen": v["config"].as_dict(), "times_ms": v["times_ms"]}
+            for k, v in be.tuned.items()}
+    return (lambda x: be.forward(x, table), lambda y: be.adjoint(y, table),
+            dict(matched=True, tuned=info))
+
+
 def ours_backend(name):
     def factory(case, dev):
         a = _ours_operator(case, dev, name)
@@ -387,6 +404,8 @@ VARIANTS = [
     Variant("ours:torch (reference)", "ours", ours_backend("torch"), applies=_not_memory,
             priority=2),
     Variant("ours:sparse", "ours", ours_backend("sparse"), applies=_sparse_ok, priority=2),
+    Variant("ours:triton [autotuned]", "ours", ours_triton_autotuned, applies=_not_memory,
+            priority=2),
     # Last (a failed capture must not disturb the others): the per-call host cost removed.
     Variant("ours:triton [CUDA graph]", "ours", ours_triton_cuda_graph, applies=_not_memory,
             priority=2),
@@ -605,6 +624,13 @@ def _f(v, fmt):
     return "-" if v is None else format(v, fmt)
 
 
+def _launch_name(cfg: dict) -> str:
+    """A launch in a few characters: layout, forward and adjoint tiles, images, warps."""
+    return (f"{cfg['layout']} f{cfg['view_block']}x{cfg['det_block']} "
+            f"a{cfg['tile_h']}x{cfg['tile_w']} b{cfg['b_block']}/{cfg['group']} "
+            f"w{cfg['num_warps']}")
+
+
 def markdown(env, cases, rows, roof, args) -> str:
     lines = [f"# GPU benchmark ({env.get('device_name')}, {env.get('date')})", ""]
     lines.append("Environment: " + ", ".join(f"{k} {v}" for k, v in env.items()
@@ -645,6 +671,14 @@ def markdown(env, cases, rows, roof, args) -> str:
                 f"{_f(sf, '.2f')} | {_f(sa, '.2f')} | {_f(gf, '.0f')} | {_f(ga, '.0f')} | "
                 f"{_f(pr, '.1f')} | {_f(r.dot_mismatch, '.1e')} | {_f(r.forward_rel_err, '.1e')} "
                 f"| {_f(r.adjoint_rel_err, '.1e')} | {peak} | {_f(r.reps, 'd')} | {status} |")
+        for r in rows:
+            if r.case == case.name and r.status == "ok" and "tuned" in r.info:
+                lines.append("")
+                for direction, t in r.info["tuned"].items():
+                    times = ", ".join(f"{_launch_name(c)} {ms:.3f}" for c, ms in t["times_ms"])
+                    lines.append(f"autotuned {case.name} {direction}: chose "
+                                 f"{_launch_name(t['chosen'])} "
+                                 f"(ms per candidate: {times})")
         ours = [r for r in rows if r.case == case.name and r.variant == "ours:triton"
                 and r.status == "ok"]
         if ours:

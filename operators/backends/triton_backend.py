@@ -25,7 +25,7 @@ import torch
 
 from ..geometry import FanGeometry, ImageGrid, ParallelGeometry
 
-__all__ = ["TritonBackend", "triton_available", "KernelConfig"]
+__all__ = ["TritonBackend", "triton_available", "KernelConfig", "AUTOTUNE_ENV"]
 
 _INT32_LIMIT = 2**31 - 1
 #: The largest batch tile of a launch (8 planes of 8 half-precision images).
@@ -217,6 +217,37 @@ class KernelConfig:
         return cls(view_block=4, det_block=32, tile_h=8, tile_w=16, b_block=vec * groups,
                    group=vec)
 
+    @classmethod
+    def candidates(cls, batch: int, dtype: torch.dtype = torch.float32) -> list:
+        """The launches :class:`TritonBackend` times when it autotunes (default first).
+
+        The default (v4), the cost model's runner-up tiles (forward 4 views x 32 detectors,
+        adjoint 8 x 16 pixels), eight warps instead of four, and where they apply: 8 planes per
+        thread (at least 32 float32 / 64 half-precision images), 4 pixels per thread in the
+        adjoint (at most 8 images per thread), and v3's channels-last launch. Distinct configs
+        only; the forward and the adjoint are tuned separately.
+        """
+        base = cls.default(batch, dtype)
+        out = [base]
+
+        def variant(**kw):
+            cfg = cls(**{**base.as_dict(), **kw})
+            if all(cfg.as_dict() != c.as_dict() for c in out):
+                out.append(cfg)
+
+        variant(view_block=4, det_block=32, tile_h=8, tile_w=16)
+        variant(num_warps=8)
+        if batch > 1:
+            vec = _vector_width(dtype)
+            if batch >= 8 * vec and base.group == vec:
+                variant(b_block=8 * vec)
+            if base.b_block <= 8:
+                variant(tile_h=32, tile_w=16)
+            v3 = cls.v3(batch, dtype)
+            if all(v3.as_dict() != c.as_dict() for c in out):
+                out.append(v3)
+        return out
+
     def as_dict(self) -> dict:
         return dict(view_block=self.view_block, det_block=self.det_block, tile_h=self.tile_h,
                     tile_w=self.tile_w, b_block=self.b_block, group=self.group,
@@ -369,6 +400,32 @@ def _copy_planar(dst: torch.Tensor, src: torch.Tensor) -> None:
         planes[full, :b - full * group].copy_(src[full * group:])
 
 
+#: Environment variable that switches autotuning on for backends built without ``autotune``.
+AUTOTUNE_ENV = "KNOWN_OPERATORS_AUTOTUNE"
+
+
+def _time_ms(fn, device: torch.device, reps: int) -> float:
+    """Median milliseconds of ``fn()`` over ``reps`` calls after one warm-up call (which
+    compiles the kernels): CUDA events on the GPU, the wall clock elsewhere."""
+    import statistics
+    import time
+    fn()
+    times = []
+    for _ in range(reps):
+        if device.type == "cuda":
+            start, end = (torch.cuda.Event(enable_timing=True) for _ in range(2))
+            start.record()
+            fn()
+            end.record()
+            end.synchronize()
+            times.append(start.elapsed_time(end))
+        else:
+            t0 = time.perf_counter()
+            fn()
+            times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times)
+
+
 def _cdiv(a: int, b: int) -> int:
     """``ceil(a / b)`` for positive ints (``triton.cdiv`` costs microseconds per call)."""
     return -(-a // b)
@@ -459,6 +516,16 @@ class TritonBackend:
     config : KernelConfig, optional
         Tile sizes; default :meth:`KernelConfig.default` for the batch size of each call.
 
+    autotune : bool, optional
+        Time :meth:`KernelConfig.candidates` on the first call of each direction, batch size,
+        dtype and device and keep the fastest (``tuned`` records the times); ``None`` (default)
+        reads the environment variable ``KNOWN_OPERATORS_AUTOTUNE`` (``1``: on). Ignored when
+        ``config`` is given. The first call then costs the compilation of every candidate
+        (seconds); every launch computes the same Joseph weights, but results of different
+        launches may differ in the last float32 bit (each launch alone is deterministic).
+    autotune_reps : int
+        Timed calls per candidate (median; after one warm-up call).
+
     Methods take ``x`` ``(B, H, W)`` / ``y`` ``(B, V, D)`` tensors (float32, float64, float16
     or bfloat16; the result has the same dtype) and the operator's ray table ``(4, V, D)``
     float64 on the same device. Derived tables (float64 slope / intercept / signed step, int32
@@ -469,7 +536,8 @@ class TritonBackend:
     name = "triton"
     supports_half = True  # float16 / bfloat16 storage, float32 accumulation
 
-    def __init__(self, grid: ImageGrid, geometry, config: Optional[KernelConfig] = None):
+    def __init__(self, grid: ImageGrid, geometry, config: Optional[KernelConfig] = None,
+                 autotune: Optional[bool] = None, autotune_reps: int = 5):
         ok, why = triton_available()
         if not ok:
             from . import BackendUnavailableError
@@ -481,6 +549,14 @@ class TritonBackend:
         self.config = config
         self._cache: Dict[str, dict] = {}
         self._defaults: Dict[tuple, KernelConfig] = {}
+        if autotune is None:
+            autotune = os.environ.get(AUTOTUNE_ENV, "0") not in ("", "0")
+        self.autotune = bool(autotune)
+        if int(autotune_reps) < 1:
+            raise ValueError(f"autotune_reps must be a positive integer, got {autotune_reps!r}")
+        self.autotune_reps = int(autotune_reps)
+        #: ``(direction, batch, dtype, device) -> {"config": KernelConfig, "times_ms": [...]}``
+        self.tuned: Dict[tuple, dict] = {}
 
     def clear(self) -> None:
         self._cache.clear()
@@ -550,6 +626,30 @@ class TritonBackend:
             cfg = self._defaults[key] = KernelConfig.default(batch, dtype)
         return cfg
 
+    def _choose(self, direction: str, t: torch.Tensor, run) -> KernelConfig:
+        """The launch for this call: the explicit config, else the default, else (autotune)
+        the fastest of :meth:`KernelConfig.candidates`, timed once per direction, batch, dtype
+        and device by running ``run(cfg)`` (which writes the call's output)."""
+        b = t.shape[0]
+        if self.config is not None or not self.autotune:
+            return self._config(b, t.dtype)
+        key = (direction, b, t.dtype, str(t.device))
+        if key in self.tuned:
+            return self.tuned[key]["config"]
+        if t.device.type == "cuda" and torch.cuda.is_current_stream_capturing():
+            return self._config(b, t.dtype)  # no timing inside a CUDA-graph capture
+        times = []
+        for i, cfg in enumerate(KernelConfig.candidates(b, t.dtype)):
+            try:
+                times.append((cfg, _time_ms(lambda: run(cfg), t.device, self.autotune_reps)))
+            except Exception:  # e.g. out of registers / shared memory: not a candidate
+                if i == 0:
+                    raise  # the default launch itself must run
+                times.append((cfg, float("inf")))
+        best = min(times, key=lambda item: item[1])[0]
+        self.tuned[key] = {"config": best, "times_ms": [(c.as_dict(), ms) for c, ms in times]}
+        return best
+
     @staticmethod
     def _batch_chunks(batch: int, per_item: int):
         """Split the batch so that every tensor the kernels index stays below 2**31 elements:
@@ -569,9 +669,13 @@ class TritonBackend:
         tabs = self.tables(table)
         _, v, d = table.shape
         out = torch.empty(t.shape[0], *out_shape, dtype=t.dtype, device=t.device)
+        direction = "forward" if name == "x" else "adjoint"
         with _on_device(t.device):
             for start, stop in self._batch_chunks(t.shape[0], per_item):
-                chunk(t[start:stop], out[start:stop], tabs, v, d)
+                part, out_part = t[start:stop], out[start:stop]
+                cfg = self._choose(direction, part,
+                                   lambda c: chunk(part, out_part, tabs, v, d, c))
+                chunk(part, out_part, tabs, v, d, cfg)
         return out
 
     def forward(self, x: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
@@ -582,11 +686,10 @@ class TritonBackend:
         per_item = max(2 * max(h * (w + 2), w * (h + 2)), v * d)
         return self._run("x", x, (h, w), table, (v, d), per_item, self._forward_chunk)
 
-    def _forward_chunk(self, x, out, tabs, v, d):
+    def _forward_chunk(self, x, out, tabs, v, d, cfg: KernelConfig):
         from . import triton_kernels as K
         h, w = self.grid.shape
         b = x.shape[0]
-        cfg = self._config(b, x.dtype)
         layout = cfg.layout if b > 1 else "plain"
         halves = 2 if cfg.transposed else 1
         framed = cfg.framed and cfg.transposed
@@ -647,11 +750,10 @@ class TritonBackend:
         return self._run("y", y, (v, d), table, (h, w), max(h * w, v * (d + 2 * frame)),
                          self._adjoint_chunk)
 
-    def _adjoint_chunk(self, y, out, tabs, v, d):
+    def _adjoint_chunk(self, y, out, tabs, v, d, cfg: KernelConfig):
         from . import triton_kernels as K
         h, w = self.grid.shape
         b = y.shape[0]
-        cfg = self._config(b, y.dtype)
         layout = cfg.layout if b > 1 else "plain"
         affine = (cfg.parallel_adjoint == "affine" and tabs["parallel"] is not None
                   and y.dtype != torch.float64)
