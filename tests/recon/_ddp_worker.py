@@ -149,6 +149,12 @@ def ddp_fn(rank: int, world_size: int, out_dir: str, device: str = "cpu"):
             "indivisible_error": error, "evaluation": evaluation}
 
 
+def ddp_compile_fn(rank: int, world_size: int, out_dir: str, compile_: bool):
+    """Train the operator model under DDP, through torch.compile or not."""
+    fit, state = train_operator_model(out_dir, compile=compile_)
+    return {"rank": rank, "fit": fit, "state": state}
+
+
 def abort_at_exit_fn(rank: int, world_size: int):
     """Finish, then make rank 1 abort while its interpreter shuts down (as gloo sometimes does
     in teardown)."""

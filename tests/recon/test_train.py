@@ -553,6 +553,20 @@ def test_ddp_two_processes_gloo_replicas_agree(tmp_path):
     assert (tmp_path / "ddp" / "best.pt").exists() and (tmp_path / "ddp" / "log.csv").exists()
 
 
+@pytest.mark.skipif(not shutil.which(os.environ.get("CXX", "") or "g++"),
+                    reason="Inductor on the CPU needs a C++ compiler")
+def test_ddp_two_processes_with_compile_follow_eager(tmp_path):
+    """TrainConfig(compile=True) under DistributedDataParallel (2 gloo processes): the replicas
+    stay identical and follow the eager DDP run."""
+    runs = {c: run_distributed(W.ddp_compile_fn, 2, backend="gloo",
+                               args=(str(tmp_path / f"compile_{c}"), c)) for c in (False, True)}
+    r0, r1 = runs[True]
+    for k in r0["state"]:
+        assert torch.equal(r0["state"][k], r1["state"][k]), k
+    assert r0["fit"]["best_val_loss"] == pytest.approx(runs[False][0]["fit"]["best_val_loss"],
+                                                       rel=1e-4)
+
+
 def test_run_distributed_keeps_results_of_a_crash_in_teardown():
     """A process that dies after every rank has finished and saved (gloo's teardown abort) loses
     nothing: the results are returned with a warning. One that dies earlier is an error."""
