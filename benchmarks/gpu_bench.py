@@ -379,6 +379,10 @@ VARIANTS = [
     # Priority 2, after every case's first pass (the time budget cuts these first).
     Variant("ours:triton fp16", "ours", ours_triton, applies=_not_memory, dtype="float16",
             priority=2),
+    # Every candidate of the autotuner, timed per case (its choice and each candidate's time
+    # go into gpu_bench.md); before the explicit alternatives below, which it covers too.
+    Variant("ours:triton [autotuned]", "ours", ours_triton_autotuned, applies=_not_memory,
+            priority=2),
     # v4's tiles against the alternatives the cost model ranks below them (KERNELS.md): warps
     # of 32 detectors of one view / 2 x 16 pixels.
     Variant("ours:triton[v4, tiles 4x32 / 8x16]", "ours", ours_triton_config(
@@ -404,8 +408,6 @@ VARIANTS = [
     Variant("ours:torch (reference)", "ours", ours_backend("torch"), applies=_not_memory,
             priority=2),
     Variant("ours:sparse", "ours", ours_backend("sparse"), applies=_sparse_ok, priority=2),
-    Variant("ours:triton [autotuned]", "ours", ours_triton_autotuned, applies=_not_memory,
-            priority=2),
     # Last (a failed capture must not disturb the others): the per-call host cost removed.
     Variant("ours:triton [CUDA graph]", "ours", ours_triton_cuda_graph, applies=_not_memory,
             priority=2),
