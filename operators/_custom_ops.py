@@ -50,21 +50,30 @@ def lookup(handle: int):
     return op
 
 
-def compiling() -> bool:
-    """True while Dynamo traces (``torch.compile``); constant-folded by the tracer."""
-    probe = getattr(getattr(torch, "compiler", None), "is_compiling", None)
-    if probe is None:  # torch < 2.3
-        probe = getattr(getattr(torch, "_dynamo", None), "is_compiling", lambda: False)
-    return bool(probe())
+#: ``compiling()``: True while Dynamo traces (``torch.compile``); the tracer constant-folds it.
+#: Resolved once here: it is called on every operator call.
+compiling = getattr(getattr(torch, "compiler", None), "is_compiling", None)
+if compiling is None:  # torch < 2.3
+    compiling = getattr(getattr(torch, "_dynamo", None), "is_compiling", lambda: False)
+
+
+def _legacy_autocast_enabled(device_type: str) -> bool:
+    """torch < 2.4: ``is_autocast_enabled`` takes no device argument."""
+    if device_type == "cpu":
+        return torch.is_autocast_cpu_enabled()
+    return device_type == "cuda" and torch.is_autocast_enabled()
+
+
+try:
+    torch.is_autocast_enabled("cpu")
+    _autocast_enabled = torch.is_autocast_enabled
+except TypeError:
+    _autocast_enabled = _legacy_autocast_enabled
 
 
 def _autocast_on(device_type: str) -> bool:
     try:
-        return bool(torch.is_autocast_enabled(device_type))
-    except TypeError:  # torch < 2.4: no device argument
-        if device_type == "cpu":
-            return bool(torch.is_autocast_cpu_enabled())
-        return device_type == "cuda" and bool(torch.is_autocast_enabled())
+        return bool(_autocast_enabled(device_type))
     except RuntimeError:  # a device type autocast does not know
         return False
 

@@ -230,10 +230,12 @@ class KernelConfig:
         base = cls.default(batch, dtype)
         out = [base]
 
-        def variant(**kw):
-            cfg = cls(**{**base.as_dict(), **kw})
+        def add(cfg):
             if all(cfg.as_dict() != c.as_dict() for c in out):
                 out.append(cfg)
+
+        def variant(**kw):
+            add(cls(**{**base.as_dict(), **kw}))
 
         variant(view_block=4, det_block=32, tile_h=8, tile_w=16)
         variant(num_warps=8)
@@ -243,9 +245,7 @@ class KernelConfig:
                 variant(b_block=8 * vec)
             if base.b_block <= 8:
                 variant(tile_h=32, tile_w=16)
-            v3 = cls.v3(batch, dtype)
-            if all(v3.as_dict() != c.as_dict() for c in out):
-                out.append(v3)
+            add(cls.v3(batch, dtype))
         return out
 
     def as_dict(self) -> dict:
@@ -660,13 +660,12 @@ class TritonBackend:
             yield start, min(batch, start + step)
 
     # -- operators ------------------------------------------------------------------------------
-    def _run(self, name: str, t: torch.Tensor, trailing, table: torch.Tensor, out_shape,
-             per_item: int, chunk) -> torch.Tensor:
-        """Check ``t``, then apply ``chunk(t_part, out_part, tables, V, D)`` to batch chunks
-        small enough that every tensor the kernels index has fewer than ``2**31`` elements
-        (``per_item`` of them per image)."""
+    def _run(self, name: str, t: torch.Tensor, trailing, table: torch.Tensor, tabs: dict,
+             out_shape, per_item: int, chunk) -> torch.Tensor:
+        """Check ``t``, then apply ``chunk(t_part, out_part, tabs, V, D, config)`` to batch
+        chunks small enough that every tensor the kernels index has fewer than ``2**31``
+        elements (``per_item`` of them per image); ``tabs``: :meth:`tables` of ``table``."""
         self._check(name, t, trailing)
-        tabs = self.tables(table)
         _, v, d = table.shape
         out = torch.empty(t.shape[0], *out_shape, dtype=t.dtype, device=t.device)
         direction = "forward" if name == "x" else "adjoint"
@@ -684,7 +683,8 @@ class TritonBackend:
         _, v, d = table.shape
         # The image and its transpose, each with a zero frame at most (see _forward_chunk).
         per_item = max(2 * max(h * (w + 2), w * (h + 2)), v * d)
-        return self._run("x", x, (h, w), table, (v, d), per_item, self._forward_chunk)
+        return self._run("x", x, (h, w), table, self.tables(table), (v, d), per_item,
+                         self._forward_chunk)
 
     def _forward_chunk(self, x, out, tabs, v, d, cfg: KernelConfig):
         from . import triton_kernels as K
@@ -746,8 +746,9 @@ class TritonBackend:
         """Back-project ``y`` ``(B, V, D)`` to ``(B, H, W)`` (exact adjoint of :meth:`forward`)."""
         _, v, d = table.shape
         h, w = self.grid.shape
-        frame = self.tables(table)["parallel_frame"]  # at most this many rays of frame
-        return self._run("y", y, (v, d), table, (h, w), max(h * w, v * (d + 2 * frame)),
+        tabs = self.tables(table)
+        frame = tabs["parallel_frame"]  # at most this many rays of frame
+        return self._run("y", y, (v, d), table, tabs, (h, w), max(h * w, v * (d + 2 * frame)),
                          self._adjoint_chunk)
 
     def _adjoint_chunk(self, y, out, tabs, v, d, cfg: KernelConfig):
