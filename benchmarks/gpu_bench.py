@@ -553,22 +553,9 @@ def roofline(dev, clock_ghz):
     return sms * clock_ghz * 1e9 * 32  # gathers / s
 
 
-def best_exact_peer(rows, case, attr):
-    cands = [getattr(r, attr) for r in rows if r.case == case and r.kind == "peer"
-             and r.status == "ok" and r.dot_mismatch is not None and r.dot_mismatch < EXACT_DOT
-             and getattr(r, attr)]
-    return min(cands) if cands else None
-
-
-def best_peer(rows, case, attr):
-    cands = [getattr(r, attr) for r in rows if r.case == case and r.kind == "peer"
-             and r.status == "ok" and getattr(r, attr)]
-    return min(cands) if cands else None
-
-
-#: The issue's goal per case: "exact" = at least 2x the fastest exact-adjoint peer on forward
-#: and adjoint; "every" = faster than every peer (exact or not) on both.
-GOALS = {"P256": ("exact", 2.0), "P512": ("exact", 2.0), "P128s": ("every", 1.0)}
+def _exact(r) -> bool:
+    """The row's pair passed the dot-product test (an exact adjoint)."""
+    return r.dot_mismatch is not None and r.dot_mismatch < EXACT_DOT
 
 
 def _fastest(rows, case, attr, keep):
@@ -578,30 +565,42 @@ def _fastest(rows, case, attr, keep):
     return min(cands, key=lambda r: getattr(r, attr)) if cands else None
 
 
+def best_exact_peer(rows, case, attr):
+    r = _fastest(rows, case, attr, lambda r: r.kind == "peer" and _exact(r))
+    return getattr(r, attr) if r else None
+
+
+def best_peer(rows, case, attr):
+    r = _fastest(rows, case, attr, lambda r: r.kind == "peer")
+    return getattr(r, attr) if r else None
+
+
+#: The issue's goal per case: "exact" = at least 2x the fastest exact-adjoint peer on forward
+#: and adjoint; "every" = faster than every peer (exact or not) on both.
+GOALS = {"P256": ("exact", 2.0), "P512": ("exact", 2.0), "P128s": ("every", 1.0)}
+
+
 def goal_summary(cases, rows) -> list:
     """Markdown lines: our default against the peers per case, and whether the goal is met."""
     lines = ["## Summary: ours:triton against the peers in this run", "",
              "| case | ours fwd / adj ms | fastest exact peer fwd / adj ms | speed-up fwd / adj "
              "| fastest peer of any kind fwd / adj ms | fastest of our variants fwd / adj | "
              "goal | met |", "|" + "---|" * 8]
-    exact = lambda r: (r.kind == "peer" and r.dot_mismatch is not None  # noqa: E731
-                       and r.dot_mismatch < EXACT_DOT)
     for case in cases:
         ours = [r for r in rows if r.case == case.name and r.variant == "ours:triton"
                 and r.status == "ok"]
         if not ours:
             continue
         o = ours[0]
+        kind, factor = GOALS.get(case.name, (None, None))
         cells, met = [], True
         ratios = []
         for attr in ("forward_ms", "adjoint_ms"):
-            pe = _fastest(rows, case.name, attr, exact)
+            pe = _fastest(rows, case.name, attr, lambda r: r.kind == "peer" and _exact(r))
             pa = _fastest(rows, case.name, attr, lambda r: r.kind == "peer")
-            ov = _fastest(rows, case.name, attr, lambda r: r.kind == "ours" and r.dot_mismatch
-                          is not None and r.dot_mismatch < EXACT_DOT)
+            ov = _fastest(rows, case.name, attr, lambda r: r.kind == "ours" and _exact(r))
             cells.append((pe, pa, ov))
             ratios.append(getattr(pe, attr) / getattr(o, attr) if pe else None)
-            kind, factor = GOALS.get(case.name, (None, None))
             if kind == "exact":
                 met = met and pe is not None and getattr(pe, attr) >= factor * getattr(o, attr)
             elif kind == "every":
@@ -609,7 +608,6 @@ def goal_summary(cases, rows) -> list:
 
         def ms(r, attr):
             return f"{getattr(r, attr):.3f} ({r.variant})" if r else "-"
-        kind, factor = GOALS.get(case.name, (None, None))
         goal = ("-" if kind is None else f">= {factor:g}x fastest exact peer" if kind == "exact"
                 else "ahead of every peer")
         lines.append(
