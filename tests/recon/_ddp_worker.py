@@ -150,9 +150,12 @@ def ddp_fn(rank: int, world_size: int, out_dir: str, device: str = "cpu"):
 
 
 def ddp_compile_fn(rank: int, world_size: int, out_dir: str, compile_: bool):
-    """Train the operator model under DDP, through torch.compile or not."""
+    """Train the operator model under DDP, through torch.compile or not; also returns how many
+    graphs Dynamo compiled in this process (0 when nothing went through the compiler)."""
+    from torch._dynamo.utils import counters
     fit, state = train_operator_model(out_dir, compile=compile_)
-    return {"rank": rank, "fit": fit, "state": state}
+    return {"rank": rank, "fit": fit, "state": state,
+            "graphs": counters["stats"]["unique_graphs"]}
 
 
 def abort_at_exit_fn(rank: int, world_size: int):

@@ -198,12 +198,17 @@ def _fit_primal_dual(out, **cfg_kw):
 def test_compiled_training_of_an_operator_model_follows_eager(tmp_path):
     """TrainConfig(compile=True): a learned primal-dual network (projector pair inside) trains
     through torch.compile and follows the eager run; checkpoints hold the plain names."""
-    logs = {}
+    from torch._dynamo.utils import counters
+
+    logs, graphs = {}, {}
     for compiled in (False, True):
+        before = counters["stats"]["unique_graphs"]
         model, res = _fit_primal_dual(tmp_path / str(compiled), epochs=2, compile=compiled)
+        graphs[compiled] = counters["stats"]["unique_graphs"] - before
         logs[compiled] = [r["val_loss"] for r in res.log]
         saved = torch.load(res.best_path, weights_only=True)
         assert set(saved) == set(model.state_dict())  # no "_orig_mod." prefixes
+    assert graphs[True] > 0 and graphs[False] == 0, "only the compiled run went through Dynamo"
     assert logs[True] == pytest.approx(logs[False], rel=1e-4)
     assert logs[True][-1] < logs[True][0]
 
@@ -553,6 +558,8 @@ def test_ddp_two_processes_with_compile_follow_eager(tmp_path):
     runs = {c: run_distributed(W.ddp_compile_fn, 2, backend="gloo",
                                args=(str(tmp_path / f"compile_{c}"), c)) for c in (False, True)}
     r0, r1 = runs[True]
+    assert r0["graphs"] > 0 and r1["graphs"] > 0, "the training steps went through Dynamo"
+    assert runs[False][0]["graphs"] == 0
     for k in r0["state"]:
         assert torch.equal(r0["state"][k], r1["state"][k]), k
     assert r0["fit"]["best_val_loss"] == pytest.approx(runs[False][0]["fit"]["best_val_loss"],
