@@ -198,6 +198,32 @@ class _ScanGeometry:
         """View angles as a float64 array, shape ``(views,)``."""
         return np.asarray(self.angles, dtype=np.float64)
 
+    def unwrapped_angles(self) -> np.ndarray:
+        """View angles (rad, view order) as one contiguous arc, shape ``(views,)``.
+
+        A scan written modulo ``2 pi`` (a short scan through 0 given as ``5.0 .. 2 pi`` and
+        ``0 .. 1.9``) comes back shifted by ``2 pi`` where needed (``5.0 .. 8.2``), the first
+        view keeping its angle; the arc starts after the largest gap between views on the
+        circle. Angles that already form one arc, and scans that go round the whole circle (a
+        full scan, or more than ``2 pi``), come back unchanged. Redundancy and quadrature
+        weights are computed on these angles.
+        """
+        a = self.angle_array()
+        if a.size < 3:
+            return a.copy()
+        two_pi = 2.0 * math.pi
+        on_circle = np.mod(a, two_pi)
+        ordered = np.sort(on_circle)
+        gaps = np.diff(np.append(ordered, ordered[0] + two_pi))
+        largest = int(np.argmax(gaps))
+        spacing = float(np.median(np.diff(np.sort(a))))
+        span_as_given = float(a.max() - a.min())
+        if gaps[largest] <= 1.5 * spacing or span_as_given <= two_pi - gaps[largest] + 1e-9:
+            return a.copy()  # round the whole circle, or already one arc
+        start = ordered[(largest + 1) % a.size]
+        out = np.where(on_circle >= start, on_circle, on_circle + two_pi)
+        return out + (a[0] - out[0])
+
     def detector_positions(self) -> np.ndarray:
         """Detector-element centres ``u_j``, shape ``(detectors,)``, millimetres."""
         n = self.detector_count
@@ -206,11 +232,13 @@ class _ScanGeometry:
     def angular_weights(self) -> np.ndarray:
         """Quadrature weight (radians) of each view for back-projection, shape ``(views,)``.
 
-        Half the distance to the two neighbouring angles (in sorted order); the two end views
-        get the same weight as their neighbour, so a uniform arc of ``n`` views gets ``arc / n``
-        everywhere.
+        Half the distance to the two neighbouring angles (in sorted order); each end view gets
+        the whole gap to its one neighbour, so ``n`` uniformly spaced views get their spacing
+        everywhere (``arc / n`` for ``uniform_angles``). Two copies of an angle share its weight
+        (a third one in between gets 0). Computed on :meth:`unwrapped_angles`, so a scan
+        written modulo ``2 pi`` gets the weights of its contiguous arc.
         """
-        a = self.angle_array()
+        a = self.unwrapped_angles()
         if a.size == 1:
             return np.ones(1)
         order = np.argsort(a)
@@ -234,6 +262,9 @@ class _ScanGeometry:
         except (IndexError, TypeError) as exc:
             raise IndexError(f"cannot select views with {index!r}: {exc}") from None
         picked = np.atleast_1d(picked)
+        if picked.ndim != 1:
+            raise IndexError(f"selecting views with {index!r} gives a {picked.ndim}-D set of "
+                             "angles; use an integer, a slice, or a 1-D list of indices")
         if picked.size == 0:
             raise IndexError(f"selecting views with {index!r} leaves no view")
         return replace(self, angles=tuple(float(a) for a in picked))
@@ -300,7 +331,8 @@ class ParallelGeometry(_ScanGeometry):
         """Radius (mm) of the centred disk that every view covers completely."""
         u = self.detector_positions()
         half = 0.5 * self.detector_spacing
-        return float(min(abs(u.min() - half), abs(u.max() + half)))
+        # Covered only if the detector reaches both sides of the centre; 0 when it does not.
+        return float(max(0.0, min(-(u.min() - half), u.max() + half)))
 
     def __repr__(self) -> str:
         return (f"ParallelGeometry(angles={_short_repr_angles(self.angles)}, "
@@ -379,6 +411,7 @@ class FanGeometry(_ScanGeometry):
         ``gamma_max`` is the half fan angle to the outer edge of the detector. The last view sits
         exactly at ``start + pi + 2 gamma_max`` so that Parker weights vanish at both ends.
         """
+        start = _finite_float("start", start)
         probe = cls(angles=(0.0,), detector_count=detector_count,
                     detector_spacing=detector_spacing, source_to_isocenter=source_to_isocenter,
                     source_to_detector=source_to_detector, detector=detector,
@@ -445,7 +478,8 @@ class FanGeometry(_ScanGeometry):
         u = self.detector_positions()
         half = 0.5 * self.detector_spacing
         g = self.fan_angle_of(np.array([u.min() - half, u.max() + half]))
-        return float(self.source_to_isocenter * min(abs(math.sin(g[0])), abs(math.sin(g[1]))))
+        # Covered only if the fan reaches both sides of the centre; 0 when it does not.
+        return float(self.source_to_isocenter * max(0.0, min(-math.sin(g[0]), math.sin(g[1]))))
 
     def __repr__(self) -> str:
         return (f"FanGeometry(angles={_short_repr_angles(self.angles)}, "

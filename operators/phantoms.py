@@ -35,8 +35,31 @@ class Ellipse:
     rotation: float = 0.0
 
     def __post_init__(self):
-        if self.axes[0] <= 0 or self.axes[1] <= 0:
+        def pair(name, v):
+            try:
+                out = tuple(float(c) for c in v)
+            except (TypeError, ValueError):
+                raise TypeError(f"{name} must be a pair of numbers, got {v!r}") from None
+            if len(out) != 2 or not all(math.isfinite(c) for c in out):
+                raise ValueError(f"{name} must be two finite numbers, got {v!r}")
+            return out
+
+        def real(name, v):
+            try:
+                out = float(v)
+            except (TypeError, ValueError):
+                raise TypeError(f"{name} must be a real number, got {v!r}") from None
+            if not math.isfinite(out):
+                raise ValueError(f"{name} must be finite, got {v!r}")
+            return out
+
+        object.__setattr__(self, "value", real("value", self.value))
+        object.__setattr__(self, "rotation", real("rotation", self.rotation))
+        object.__setattr__(self, "center", pair("center", self.center))
+        axes = pair("axes", self.axes)
+        if axes[0] <= 0 or axes[1] <= 0:
             raise ValueError(f"axes must be positive, got {self.axes!r}")
+        object.__setattr__(self, "axes", axes)
 
     def contains(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         c, s = math.cos(self.rotation), math.sin(self.rotation)

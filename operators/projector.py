@@ -184,6 +184,13 @@ def _validate_pair(grid: ImageGrid, geometry) -> None:
             f"geometry.source_to_isocenter ({geometry.source_to_isocenter} mm) puts the source "
             f"inside the image (grid radius {grid.radius:.3f} mm); move the source out or use a "
             "smaller grid")
+    if isinstance(geometry, FanGeometry) and \
+            geometry.source_to_detector - geometry.source_to_isocenter < grid.radius:
+        warnings.warn(
+            f"the detector ({geometry.source_to_detector - geometry.source_to_isocenter:.2f} mm "
+            f"from the isocentre) passes through the image (radius {grid.radius:.2f} mm to its "
+            "corners); the model integrates along whole lines as if it were outside",
+            UserWarning, stacklevel=3)
     if geometry.fov_radius() < grid.radius * (1 - 1e-9):
         warnings.warn(
             f"the detector covers a field of view of radius {geometry.fov_radius():.2f} mm, "
@@ -302,6 +309,8 @@ class XRayTransform(RegisteredOperator):
 
     # -- raw application (no autograd) --------------------------------------------------------
     def _apply_backend(self, method: str, t: torch.Tensor, shape, out_shape) -> torch.Tensor:
+        if t.numel() == 0:  # an empty batch: nothing to project (backends reshape with -1)
+            return t.new_zeros(*t.shape[:-2], *out_shape)
         backend = self._backend_for(t.device)
         tb = t.reshape(-1, *shape).contiguous()
         if t.dtype in _HALF_DTYPES and not getattr(backend, "supports_half", False):

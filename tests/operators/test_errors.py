@@ -93,3 +93,58 @@ def test_device_mismatch_is_named():
 def test_small_detector_warns():
     with pytest.warns(UserWarning, match="field of view"):
         XRayTransform(GRID, ParallelGeometry.full_scan(5, 6))
+
+
+def test_a_detector_beside_the_centre_warns():
+    """Edges at 40..60 mm: every ray misses a centred 8x9 image; fov_radius is 0, not 40."""
+    with pytest.warns(UserWarning, match="field of view"):
+        XRayTransform(GRID, ParallelGeometry.full_scan(5, 20, 1.0, detector_offset=50.0))
+
+
+@pytest.mark.parametrize("backend", ["sparse", "torch"])
+@pytest.mark.parametrize("batch", [(0,), (2, 0)])
+def test_an_empty_batch_gives_an_empty_result(backend, batch):
+    op = XRayTransform(GRID, GEOM, backend=backend)
+    assert op(torch.zeros(*batch, 8, 9)).shape == (*batch, 5, 13)
+    assert op.T(torch.zeros(*batch, 5, 13)).shape == (*batch, 8, 9)
+    x = torch.zeros(*batch, 8, 9, requires_grad=True)
+    op(x).sum().backward()
+    assert x.grad.shape == x.shape
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    (dict(axes=(float("nan"), 1.0)), ValueError, "axes must be two finite"),
+    (dict(axes=(0.0, 1.0)), ValueError, "axes must be positive"),
+    (dict(axes=(1.0,)), ValueError, "axes must be two"),
+    (dict(center=(0.0, float("inf"))), ValueError, "center must be two finite"),
+    (dict(center="ab"), TypeError, "center must be a pair"),
+    (dict(value=float("nan")), ValueError, "value must be finite"),
+    (dict(rotation="x"), TypeError, "rotation must be a real number"),
+])
+def test_ellipse_validation(kwargs, error, match):
+    from operators import Ellipse
+    args = dict(value=1.0, center=(0.0, 0.0), axes=(2.0, 1.0))
+    args.update(kwargs)
+    with pytest.raises(error, match=match):
+        Ellipse(**args)
+
+
+def test_a_triton_older_than_the_tested_floor_is_reported(monkeypatch):
+    """CUDA builds of older torch ship older Triton (torch 2.1: triton 2.1), whose interpreter
+    fails on these kernels: the backend says so instead of failing inside a launch."""
+    import sys
+    import types
+
+    from operators.backends.triton_backend import MIN_TRITON, triton_available
+
+    monkeypatch.setitem(sys.modules, "triton", types.SimpleNamespace(__version__="3.6.0"))
+    ok, why = triton_available()
+    assert not ok and "triton 3.6.0 is older than" in why
+    assert ".".join(map(str, MIN_TRITON)) in why
+
+
+def test_a_detector_inside_the_image_warns():
+    """R = 100 mm, D = 110 mm: the detector 10 mm from the isocentre cuts a 64 x 64 mm image."""
+    geom = FanGeometry.full_scan(8, 200, 1.0, 100.0, 110.0)
+    with pytest.warns(UserWarning, match="passes through the image"):
+        XRayTransform(ImageGrid(shape=(64, 64)), geom)

@@ -39,6 +39,36 @@ def test_slicing_returns_geometry():
     assert g[[0, 7]].angles == (g.angles[0], g.angles[7])
     with pytest.raises(IndexError):
         g[10:]
+    for index in (None, True, [[0, 1]]):  # a 2-D selection is not a set of views
+        with pytest.raises(IndexError, match="1-D list of indices"):
+            g[index]
+
+
+@pytest.mark.parametrize("offset, expected", [(0.0, 5.0), (2.0, 3.0), (-2.0, 3.0),
+                                              (5.0, 0.0), (50.0, 0.0), (-50.0, 0.0)])
+def test_fov_radius_is_zero_when_the_detector_misses_the_centre(offset, expected):
+    """10 cells of 1 mm: edges at offset -+ 5 mm; the centred disk that every view sees."""
+    p = ParallelGeometry.full_scan(4, 10, 1.0, detector_offset=offset)
+    assert p.fov_radius() == pytest.approx(expected, abs=1e-12)
+    f = fan(detector_offset=offset)  # flat, 10 cells of 1 mm at D = 200 mm, R = 100 mm
+    lo, hi = np.arctan((np.array([-5.0, 5.0]) + offset) / 200.0)
+    fan_expected = 100.0 * max(0.0, min(-math.sin(lo), math.sin(hi)))
+    assert f.fov_radius() == pytest.approx(fan_expected, abs=1e-12)
+    assert (f.fov_radius() == 0.0) == (expected == 0.0)
+
+
+@pytest.mark.parametrize("start, error", [("a", TypeError), (float("nan"), ValueError)])
+def test_short_scan_names_a_bad_start(start, error):
+    with pytest.raises(error, match="start"):
+        FanGeometry.short_scan(5, 10, 1.0, 100.0, 200.0, start=start)
+
+
+def test_angular_weights_of_uneven_views():
+    """Inner views: half the two gaps; an end view: its one gap; two copies share."""
+    g = ParallelGeometry(angles=(0.0, 0.1, 0.3), detector_count=3)
+    assert np.allclose(g.angular_weights(), [0.1, 0.15, 0.2])
+    rep = ParallelGeometry(angles=(0.0, 0.2, 0.2, 0.4), detector_count=3)
+    assert np.allclose(rep.angular_weights(), [0.2, 0.1, 0.1, 0.2])
 
 
 def test_scan_helpers():
