@@ -16,6 +16,7 @@ in float32 with the float64-derived weights, and round the result once to the in
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import os
 from typing import Dict, Optional, Tuple
@@ -35,6 +36,20 @@ _MAX_B_BLOCK = 64
 SUPPORTED_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 
 
+#: The oldest Triton release the kernels are tested with (its interpreter, in CI). Older ones
+#: fail in the interpreter (3.0-3.1: ``arange``'s arguments; 3.2-3.6: loops over tensor bounds)
+#: and are not tested on a GPU, so the backend reports itself unavailable with them.
+MIN_TRITON = (3, 7)
+
+
+def _version_tuple(version: str) -> Tuple[int, ...]:
+    parts = []
+    for piece in version.split("+")[0].split(".")[:3]:
+        digits = "".join(itertools.takewhile(str.isdigit, piece))
+        parts.append(int(digits) if digits else 0)
+    return tuple(parts)
+
+
 def _interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 
@@ -51,11 +66,21 @@ def triton_available() -> Tuple[bool, str]:
         The reason when ``ok`` is False (empty otherwise).
     """
     try:
-        import triton  # noqa: F401
-        from . import triton_kernels  # noqa: F401
+        import triton
     except Exception as exc:  # ImportError, or a broken triton install
         return False, (f"triton cannot be imported ({type(exc).__name__}: {exc}); install it "
                        "with `pip install triton` (CUDA builds of PyTorch ship it)")
+    version = getattr(triton, "__version__", "0")
+    if _version_tuple(version) < MIN_TRITON:
+        floor = ".".join(map(str, MIN_TRITON))
+        return False, (f"triton {version} is older than {floor}, the oldest release these "
+                       f"kernels are tested with; `pip install \"triton>={floor}\"` (with a "
+                       "matching torch), or use backend='torch'")
+    try:
+        from . import triton_kernels  # noqa: F401
+    except Exception as exc:
+        return False, f"the Triton kernels cannot be loaded ({type(exc).__name__}: {exc})"
+
     if torch.cuda.is_available() or _interpreting():
         return True, ""
     return False, ("no CUDA device is available (set TRITON_INTERPRET=1 to run the kernels on "

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("triton")
+pytest.importorskip("triton", minversion="3.7")  # triton_backend.MIN_TRITON
 ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("triton")
+pytest.importorskip("triton", minversion="3.7")  # triton_backend.MIN_TRITON
 REPO = Path(__file__).resolve().parents[2]
 
 WORKER = r'''
