@@ -18,9 +18,10 @@ Formulas (Kak & Slaney, *Principles of Computerized Tomographic Imaging*, ch. 3)
   back-projection weight ``1 / L^2`` (``L``: source-to-pixel distance).
 
 The redundancy weights ``w`` make every line count once: 1/2 for a fan (or 2 pi parallel) full
-scan, Parker weights (Parker 1982) for a fan short scan of at least ``pi + 2 gamma_max``, and a
-count-based 1 or 1/2 otherwise (limited-angle arcs: each measured line counts once, missing
-lines stay missing).
+scan, Parker weights (Parker 1982) for a fan short scan of at least ``pi + 2 gamma_max``, and
+``1 / count`` otherwise (limited-angle arcs: each measured line counts once, missing lines stay
+missing; scans beyond 2 pi: 1/3, 1/4 where lines are passed again). Angles may be written
+modulo 2 pi: the weights are computed on the contiguous arc (``unwrapped_angles``).
 
 The back-projection is pixel-driven with linear interpolation on the detector (the standard FBP
 back-projector; it equals ``(tau / (dx dy)) A^T`` for parallel beam up to interpolation). It is
@@ -73,10 +74,23 @@ def cosine_weights(geometry) -> np.ndarray:
 
 
 def _arc(angles: np.ndarray) -> float:
-    """Angular range covered by sorted views, counting one view spacing for the last view."""
+    """Angular range covered by contiguous views, counting one view spacing for the last view."""
     if angles.size < 2:
         return 0.0
     return float(angles.max() - angles.min() + np.median(np.diff(np.sort(angles))))
+
+
+def _conjugate_on_detector(geometry) -> np.ndarray:
+    """Whether the conjugate ray of each detector cell lands on the detector, ``(detectors,)``.
+
+    The line of the ray at ``u`` is measured again at ``-u`` (parallel: the opposite view; fan,
+    flat or curved: the ray at ``-gamma``). With a detector offset some cells have no
+    conjugate cell, so their lines are measured once whatever the arc.
+    """
+    u = geometry.detector_positions()
+    half = 0.5 * geometry.detector_spacing
+    tol = 1e-9 * max(1.0, float(np.abs(u).max()))
+    return (-u >= u.min() - half - tol) & (-u <= u.max() + half + tol)
 
 
 def parker_weights(geometry: FanGeometry, overscan: Optional[float] = None) -> np.ndarray:
@@ -88,13 +102,21 @@ def parker_weights(geometry: FanGeometry, overscan: Optional[float] = None) -> n
         w = sin^2(pi/4 * b / (delta - gamma))             for 0 <= b <= 2 delta - 2 gamma
         w = 1                                             up to  pi - 2 gamma
         w = sin^2(pi/4 * (pi + 2 delta - b) / (delta + gamma))   up to pi + 2 delta
+        w = 0                                             beyond (with ``overscan`` shorter
+                                                          than the views' arc)
 
     In this package's convention (``theta = beta + gamma``) the line of ray ``(beta, gamma)`` is
     measured again at ``(beta + pi + 2 gamma, -gamma)``; the weights of the two add up to 1.
+    Angles are taken as one contiguous arc (:meth:`~operators.FanGeometry.unwrapped_angles`).
+    A detector cell whose conjugate ``-gamma`` is off an offset detector gets weight 1 (its
+    lines are measured once); such half-fan scans beyond the symmetric field of view need
+    smooth offset-detector weights, which this function does not provide.
     """
-    beta = geometry.angle_array()
+    if not isinstance(geometry, FanGeometry):
+        raise TypeError(f"Parker weights need a FanGeometry, got {type(geometry).__name__}")
+    beta = geometry.unwrapped_angles()
     b = beta - beta.min()
-    arc = float(b.max()) if overscan is None else math.pi + 2 * overscan
+    arc = float(b.max()) if overscan is None else math.pi + 2 * float(overscan)
     delta = 0.5 * (arc - math.pi)
     gamma = geometry.fan_angles()
     if delta < geometry.half_fan_angle - 1e-9:
@@ -109,27 +131,39 @@ def parker_weights(geometry: FanGeometry, overscan: Optional[float] = None) -> n
         fall = np.sin(0.25 * math.pi * (math.pi + 2 * delta - bb) / (delta + g)) ** 2
     w = np.where(bb < 2 * delta - 2 * g, rise, w)
     w = np.where(bb > math.pi - 2 * g, fall, w)
-    return np.clip(np.nan_to_num(w, nan=0.0), 0.0, 1.0)
+    w = np.where(bb > math.pi + 2 * delta + 1e-12, 0.0, w)
+    w = np.clip(np.nan_to_num(w, nan=0.0), 0.0, 1.0)
+    return np.where(_conjugate_on_detector(geometry)[None, :], w, 1.0)
+
+
+def _passes(angle: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """How many of ``angle + 2 pi m`` (``m`` any integer) lie in ``[lo, hi)``."""
+    two_pi = 2.0 * math.pi
+    return np.ceil((hi - angle) / two_pi) - np.ceil((lo - angle) / two_pi)
 
 
 def _line_counts(geometry) -> np.ndarray:
-    """How often the line of each ray is measured within the scan (1 or 2), ``(views, dets)``."""
-    theta, s = geometry.lines()
-    angles = geometry.angle_array()
-    lo = angles.min()
-    spacing = np.median(np.diff(np.sort(angles))) if angles.size > 1 else 0.0
-    hi = angles.max() + 0.5 * spacing
-    lo = lo - 0.5 * spacing
+    """How often the line of each ray is measured within the scan, ``(views, detectors)``.
+
+    The views are taken as one contiguous arc (:meth:`unwrapped_angles`) covering
+    ``[first - spacing / 2, last + spacing / 2)``; a line is measured once per pass of the arc
+    over its own source angle (more than one beyond ``2 pi``) and once per pass over its
+    conjugate source angle when the conjugate ray lands on the detector.
+    """
+    angles = geometry.unwrapped_angles()
+    v, n = geometry.sinogram_shape
+    if angles.size < 2:
+        return np.ones((v, n))
+    spacing = float(np.median(np.diff(np.sort(angles))))
+    lo = float(angles.min()) - 0.5 * spacing
+    hi = float(angles.max()) + 0.5 * spacing
+    beta = np.broadcast_to(angles[:, None], (v, n))
     if isinstance(geometry, ParallelGeometry):
-        conj = theta + math.pi
-        conj_back = theta - math.pi
+        conj = beta + math.pi
     else:
-        gamma = geometry.fan_angles()[None, :]
-        beta = angles[:, None]
-        conj = beta + math.pi + 2 * gamma
-        conj_back = beta - math.pi + 2 * gamma
-    inside = ((conj >= lo) & (conj < hi)) | ((conj_back >= lo) & (conj_back < hi))
-    return 1 + inside.astype(np.float64)
+        conj = beta + math.pi + 2 * geometry.fan_angles()[None, :]
+    own = np.maximum(_passes(beta, lo, hi), 1.0)
+    return own + _passes(conj, lo, hi) * _conjugate_on_detector(geometry)[None, :]
 
 
 def redundancy_weights(geometry, short_scan: str = "auto") -> np.ndarray:
@@ -137,11 +171,16 @@ def redundancy_weights(geometry, short_scan: str = "auto") -> np.ndarray:
 
     ``short_scan``: ``"auto"`` (Parker weights for a fan arc of at least ``pi + 2 gamma_max``
     and below ``2 pi``; otherwise count-based), ``"parker"`` (force, error if the arc is too
-    short) or ``"none"`` (count-based: ``1 / (number of times the line is measured)``).
+    short or the geometry is not a fan) or ``"none"`` (count-based: ``1 / (number of times the
+    line is measured)``: 1/2 for a full scan, 1/3 and 1/4 where a scan longer than ``2 pi``
+    passes a line again, 1 where an offset detector has no conjugate cell).
     """
     if short_scan not in ("auto", "parker", "none"):
         raise ValueError(f"short_scan must be 'auto', 'parker' or 'none', got {short_scan!r}")
-    angles = geometry.angle_array()
+    if short_scan == "parker" and not isinstance(geometry, FanGeometry):
+        raise ValueError(f"short_scan='parker' needs a FanGeometry, got "
+                         f"{type(geometry).__name__} (use 'auto' or 'none')")
+    angles = geometry.unwrapped_angles()
     if isinstance(geometry, FanGeometry) and short_scan != "none":
         arc_endpoints = float(angles.max() - angles.min())
         full = _arc(angles) >= 2 * math.pi - 1e-6
@@ -159,12 +198,16 @@ def padded_length(detector_count: int) -> int:
     return max(64, 1 << int(math.ceil(math.log2(2 * detector_count))))
 
 
-def ram_lak_kernel(length: int, curved: bool = False, alpha: float = 1.0) -> np.ndarray:
+def ram_lak_kernel(length: int, curved: bool = False, alpha: float = 1.0,
+                   support: Optional[int] = None) -> np.ndarray:
     """Spatial Ram-Lak kernel ``tau^2 h(n tau)`` in FFT order (index ``n`` and ``length - n``).
 
     ``h(0) tau^2 = 1/4``, 0 for even ``n``, ``-1/(n pi)^2`` for odd ``n`` (Kak & Slaney eq. 3.61).
     For a curved (equiangular) detector with angular pitch ``alpha`` the kernel is multiplied by
-    ``(n alpha / sin(n alpha))^2`` (eq. 3.113).
+    ``(n alpha / sin(n alpha))^2`` (eq. 3.113). ``support`` (curved only): the detector count;
+    taps ``|n| >= support`` are never used by the linear convolution of ``support`` samples and
+    are set to 0, so that the factor's poles at ``n alpha = k pi`` (reached by a wide fan with
+    long padding) cannot enter the frequency response.
     """
     n = np.arange(length)
     n = np.where(n <= length // 2, n, n - length).astype(np.float64)
@@ -173,9 +216,10 @@ def ram_lak_kernel(length: int, curved: bool = False, alpha: float = 1.0) -> np.
     odd = (np.abs(n) % 2) == 1
     k[odd] = -1.0 / (math.pi * n[odd]) ** 2
     if curved:
+        used = np.ones(length, dtype=bool) if support is None else np.abs(n) < support
         with np.errstate(divide="ignore", invalid="ignore"):
             factor = np.where(n == 0, 1.0, (n * alpha / np.sin(n * alpha)) ** 2)
-        k = k * factor
+        k = np.where(used, k * factor, 0.0)
     return k
 
 
@@ -195,16 +239,18 @@ def _window(name: str, length: int) -> np.ndarray:
 
 
 def filter_response(filter: str, length: int, cutoff: float = 1.0, curved: bool = False,
-                    alpha: float = 1.0) -> np.ndarray:
+                    alpha: float = 1.0, support: Optional[int] = None) -> np.ndarray:
     """Real frequency response on the ``rfft`` grid of ``length`` (``length // 2 + 1`` values).
 
     The discrete Fourier transform of :func:`ram_lak_kernel` (not a sampled ``|f|``), times the
     window of ``filter``, zero above ``cutoff`` times the Nyquist frequency. Dimensionless: the
-    filter layer divides by the detector pitch.
+    filter layer divides by the detector pitch. ``support``: see :func:`ram_lak_kernel`.
     """
+    if isinstance(cutoff, bool) or not isinstance(cutoff, (int, float, np.floating)):
+        raise TypeError(f"cutoff must be a real number, got {type(cutoff).__name__}")
     if not 0 < cutoff <= 1:
         raise ValueError(f"cutoff must be in (0, 1], got {cutoff!r}")
-    base = np.fft.rfft(ram_lak_kernel(length, curved, alpha)).real
+    base = np.fft.rfft(ram_lak_kernel(length, curved, alpha, support)).real
     resp = base * _window(filter, length)
     nu = np.fft.rfftfreq(length)
     resp[nu > 0.5 * cutoff + 1e-12] = 0.0
@@ -260,6 +306,8 @@ class RampFilter(nn.Module):
                              f" got {tuple(response.shape)}")
         self.length = int(length)
         self.spacing = float(spacing)
+        if not (self.spacing > 0 and math.isfinite(self.spacing)):
+            raise ValueError(f"spacing must be a positive detector pitch, got {spacing!r}")
         self.response = nn.Parameter(response.clone(), requires_grad=trainable)
 
     def forward(self, sinogram: torch.Tensor) -> torch.Tensor:
@@ -458,6 +506,9 @@ class FBP(nn.Module):
         self.geometry = geometry
         self.filter_name = filter
         self.check_inputs = check_inputs
+        if padding is not None and (isinstance(padding, bool)
+                                    or not isinstance(padding, (int, np.integer))):
+            raise TypeError(f"padding must be an integer filter length, got {padding!r}")
         length = padded_length(geometry.detector_count) if padding is None else int(padding)
         if length < 2 * geometry.detector_count - 1:
             raise ValueError(f"padding must be at least 2 * detector_count - 1 = "
@@ -471,9 +522,11 @@ class FBP(nn.Module):
             spacing = geometry.detector_spacing / geometry.magnification  # at the isocentre
         weights = cosine_weights(geometry) * redundancy_weights(geometry, short_scan)
         self.weighting = SinogramWeighting(torch.from_numpy(weights))
-        self.filter = RampFilter(filter_response(filter, length, cutoff, curved, spacing),
+        self.filter = RampFilter(filter_response(filter, length, cutoff, curved, spacing,
+                                                 support=geometry.detector_count),
                                  length, spacing)
-        self.backprojection = PixelBackprojection(grid, geometry, check_inputs=False)
+        # Checks its input when called on its own; FBP.forward checks once and applies it raw.
+        self.backprojection = PixelBackprojection(grid, geometry)
 
     def set_trainable(self, weights: bool = False, filter: bool = False) -> "FBP":
         """Unfreeze (or freeze) the sinogram weights and the filter response. Returns self."""
@@ -485,7 +538,7 @@ class FBP(nn.Module):
         if self.check_inputs:
             check_tensor("sinogram", sinogram, self.geometry.sinogram_shape, "views, detectors",
                          self.weighting.weights.device)
-        return self.backprojection(self.filter(self.weighting(sinogram)))
+        return apply_forward(self.filter(self.weighting(sinogram)), self.backprojection)
 
     def extra_repr(self) -> str:
         return f"filter={self.filter_name!r}, grid={self.grid!r}"
