@@ -18,6 +18,8 @@ from .._joseph import coefficients_per_ray, joseph_coefficients, ray_chunks
 from ..geometry import ImageGrid
 
 _BUILD_CHUNK_ENTRIES = 1 << 24
+#: Non-zeros per step of the transpose's counting sort.
+_TRANSPOSE_CHUNK = 1 << 22
 
 
 def estimated_bytes(grid: ImageGrid, n_rays: int, itemsize: int = 4) -> int:
@@ -52,25 +54,34 @@ def _build(table: torch.Tensor, grid: ImageGrid, dtype: torch.dtype,
     n_rays = v * d
     n_pix = grid.shape[0] * grid.shape[1]
     flat_table = table.reshape(4, n_rays).to("cpu")
+    # Peak memory: the chunks' non-zeros are kept in the final index and value types (int32
+    # columns, ``dtype`` values: each weight is computed in float64 and rounded once, as before)
+    # and released as they are placed, so the build needs about 25 bytes per non-zero for
+    # float32 (was 76), of which the finished pair keeps 16.
+    col_dtype = torch.int32 if n_pix < 2**31 - 1 else torch.int64
     counts = torch.zeros(n_rays, dtype=torch.int64)
     pieces = []
     for rays, first, n_k in ray_chunks(flat_table, grid, _BUILD_CHUNK_ENTRIES):
         index, weight = joseph_coefficients(flat_table[:, rays], grid, torch.float64, first, n_k)
         keep = weight != 0
         counts[rays] = keep.sum(1)
-        pieces.append((rays, keep, index[keep], weight[keep]))
+        pieces.append((rays, keep, index[keep].to(col_dtype), weight[keep].to(dtype)))
+        del index, weight
     # Place each chunk's non-zeros at their rows' positions (rays were visited by length).
     crow = torch.zeros(n_rays + 1, dtype=torch.int64)
     torch.cumsum(counts, 0, out=crow[1:])
     nnz = int(crow[-1])
-    col = torch.empty(nnz, dtype=torch.int64)
-    val = torch.empty(nnz, dtype=torch.float64)
-    for rays, keep, c, w in pieces:
+    col = torch.empty(nnz, dtype=col_dtype)
+    val = torch.empty(nnz, dtype=dtype)
+    pieces.reverse()
+    while pieces:
+        rays, keep, c, w = pieces.pop()
         rank = keep.cumsum(1) - 1
         pos = (crow[rays][:, None] + rank)[keep]
         col[pos] = c
         val[pos] = w
-    return csr_pair(counts, col, val.to(dtype), (n_rays, n_pix), device)
+        del rays, keep, c, w, rank, pos
+    return csr_pair(counts, col, val, (n_rays, n_pix), device)
 
 
 def csr_pair(counts: torch.Tensor, col: torch.Tensor, val: torch.Tensor, shape: Tuple[int, int],
@@ -86,14 +97,27 @@ def csr_pair(counts: torch.Tensor, col: torch.Tensor, val: torch.Tensor, shape: 
     crow = torch.zeros(n_rows + 1, dtype=torch.int64)
     torch.cumsum(counts, 0, out=crow[1:])
     a = _csr(crow.to(index_dtype), col.to(index_dtype), val, (n_rows, n_cols))
-    # Transpose: sort the same non-zeros by column (stable: rows stay in order within a column).
-    row = torch.repeat_interleave(torch.arange(n_rows), counts)
-    keys = col.to(torch.int32) if n_cols < 2**31 - 1 else col  # int32 sorts ~2x faster
-    order = torch.argsort(keys, stable=True)
+    # Transpose by a counting sort over chunks of non-zeros in row order: each column's
+    # entries keep their row order, and no full-length sort permutation is held (the build
+    # needs the two matrices plus one chunk).
     t_counts = torch.bincount(col, minlength=n_cols)
     t_crow = torch.zeros(n_cols + 1, dtype=torch.int64)
     torch.cumsum(t_counts, 0, out=t_crow[1:])
-    at = _csr(t_crow.to(index_dtype), row[order].to(index_dtype), val[order], (n_cols, n_rows))
+    fill = t_crow[:-1].clone()
+    t_col = torch.empty(nnz, dtype=index_dtype)
+    t_val = torch.empty(nnz, dtype=val.dtype)
+    for start in range(0, nnz, _TRANSPOSE_CHUNK):
+        stop = min(nnz, start + _TRANSPOSE_CHUNK)
+        c = col[start:stop].long()
+        rows = torch.searchsorted(crow[1:], torch.arange(start, stop), right=True)
+        order = torch.argsort(c, stable=True)
+        sorted_c = c[order]
+        rank = torch.arange(stop - start) - torch.searchsorted(sorted_c, sorted_c)
+        pos = fill[sorted_c] + rank
+        t_col[pos] = rows[order].to(index_dtype)
+        t_val[pos] = val[start:stop][order]
+        fill += torch.bincount(c, minlength=n_cols)
+    at = _csr(t_crow.to(index_dtype), t_col, t_val, (n_cols, n_rows))
     return a.to(device), at.to(device)
 
 
