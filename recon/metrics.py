@@ -208,8 +208,11 @@ def ssim(x, ref, data_range, mask=None, **kwargs) -> torch.Tensor:
     batch = x.shape[:-2]
     h, w = x.shape[-2:]
     win = kwargs.get("win_size")
-    if win is None:
-        win = 11 if kwargs.get("gaussian_weights", False) else 7
+    if win is None:  # scikit-image's default window: 7, or the Gaussian's truncated at 3.5 sigma
+        if kwargs.get("gaussian_weights", False):
+            win = 2 * int(3.5 * float(kwargs.get("sigma", 1.5)) + 0.5) + 1
+        else:
+            win = 7
     if min(h, w) < win:
         raise ValueError(f"images of shape ({h}, {w}) are smaller than the SSIM window {win}")
     pad = (win - 1) // 2

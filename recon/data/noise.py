@@ -105,10 +105,13 @@ def poisson_noise(sinogram: torch.Tensor, photons, generator: Optional[torch.Gen
             raise ValueError("photons must be positive and finite (incident photons per detector "
                              "element and view)")
         try:
-            torch.broadcast_shapes(n0.shape, sinogram.shape)
+            shape = torch.broadcast_shapes(n0.shape, sinogram.shape)
         except RuntimeError:
+            shape = None
+        if shape != sinogram.shape:
             raise ValueError(f"photons of shape {tuple(n0.shape)} does not broadcast against the "
-                             f"sinogram of shape {tuple(sinogram.shape)}") from None
+                             f"sinogram of shape {tuple(sinogram.shape)} (the result keeps the "
+                             "sinogram's shape)")
     else:
         if isinstance(photons, bool) or not isinstance(photons, numbers.Real):
             raise TypeError(f"photons must be a positive number or tensor, got "
@@ -185,6 +188,9 @@ class PoissonNoise:
         if not isinstance(self.scale, numbers.Real) or not math.isfinite(self.scale) \
                 or self.scale <= 0:
             raise ValueError(f"scale must be positive and finite, got {self.scale!r}")
+        if isinstance(self.zero_count, bool) or not isinstance(self.zero_count, numbers.Real) \
+                or not 0 < self.zero_count <= 1:
+            raise ValueError(f"zero_count must be in (0, 1], got {self.zero_count!r}")
 
     def __call__(self, sinogram: torch.Tensor,
                  generator: Optional[torch.Generator] = None) -> torch.Tensor:

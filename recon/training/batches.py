@@ -78,7 +78,8 @@ def make_loader(dataset: Dataset, indices: Sequence[int], batch_size: int, seed:
     """A DataLoader over ``dataset[indices]`` in that order, with its own seeded generator.
 
     The generator (not torch's global one) seeds the workers, so loading never changes the
-    global RNG stream and a resumed run sees the same numbers as an uninterrupted one.
+    global RNG stream and a resumed run sees the same numbers as an uninterrupted one (with
+    workers: for datasets whose items are a function of their index, see ``Trainer``).
     """
     g = torch.Generator()
     g.manual_seed(int(seed))

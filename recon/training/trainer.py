@@ -111,6 +111,27 @@ def _grad_scaler(device: torch.device):
     return torch.cuda.amp.GradScaler(enabled=device.type == "cuda")
 
 
+def _check_torch_supports(config: TrainConfig, device: torch.device) -> None:
+    """Refuse ``compile`` / ``amp`` settings that this torch cannot run, naming the field."""
+    if config.compile:
+        from operators._custom_ops import HAVE_CUSTOM_OPS
+        if not HAVE_CUSTOM_OPS:
+            raise RuntimeError(f"TrainConfig.compile=True needs torch >= 2.4 (the operators "
+                               f"compile as torch.library custom ops); this is torch "
+                               f"{torch.__version__}: set compile=False")
+    if config.amp is not None:
+        import warnings
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")  # older torch warns and disables autocast
+                with torch.autocast(device_type=device.type, dtype=getattr(torch, config.amp)):
+                    pass
+        except (RuntimeError, UserWarning) as exc:
+            raise RuntimeError(f"TrainConfig.amp={config.amp!r} is not supported on "
+                               f"{device.type} by torch {torch.__version__} ({exc}); use "
+                               "amp='bfloat16' or amp=None") from None
+
+
 class Trainer:
     """Supervised training of a reconstruction model on ``(input, target)`` pairs.
 
@@ -135,14 +156,18 @@ class Trainer:
         Adam parameter groups (``{"params": [...], "lr": ...}``, as ``torch.optim`` takes them),
         e.g. a smaller learning rate for a learned filter than for learned weights; every
         trainable parameter must be in exactly one group (default: one group, ``config.lr``).
-        Each group's rate follows the cosine down to ``config.min_lr``.
+        Each group's rate follows the cosine down to ``config.min_lr``, so every group's ``lr``
+        must be at least ``config.min_lr``.
 
     Notes
     -----
     Determinism: on the CPU, the same seed, data, model initialisation and thread count give
     bit-identical results, also across a kill and resume (the checkpoint holds the model,
     optimiser, scheduler, epoch/step and all RNG states, and each epoch's shuffle is a function of
-    ``seed`` and the epoch). Seed before building the model (:func:`seed_everything`) so its
+    ``seed`` and the epoch). With ``num_workers > 0`` a resume in the middle of an epoch is exact
+    for datasets whose items are a function of their index (every dataset of this package);
+    a dataset that draws from the global random state inside ``__getitem__`` (random
+    augmentation) gets other draws after such a resume, because the workers start afresh. Seed before building the model (:func:`seed_everything`) so its
     initialisation is reproducible too.
     """
 
@@ -169,6 +194,14 @@ class Trainer:
             raise TypeError(f"out_dir must be a str or Path, got {type(out_dir).__name__}")
         self.model = model
         self.param_groups = self._check_param_groups(model, param_groups)
+        for i, g in enumerate(self.param_groups or ()):
+            # CosineAnnealingLR moves every group towards eta_min: a group below min_lr would be
+            # annealed upwards (a group frozen with lr 0 would start to train).
+            lr = g.get("lr", config.lr)
+            if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr >= config.min_lr:
+                raise ValueError(f"param_groups[{i}] has lr {lr!r} below TrainConfig.min_lr = "
+                                 f"{config.min_lr!r}; the cosine schedule would raise it (freeze "
+                                 "parameters with requires_grad_(False), or lower min_lr)")
         self.loss_fn: LossFn = loss_fn if loss_fn is not None else F.mse_loss
         self.train_set = train_set
         self.val_set = val_set
@@ -306,6 +339,7 @@ class Trainer:
         self._setup_device()
         device, info = self.device, self.dist
         main = info.is_main
+        _check_torch_supports(cfg, device)
         model = self.model.to(device)
         was_training = model.training
         self._scaler = _grad_scaler(device) if cfg.amp == "float16" else None
@@ -501,7 +535,8 @@ class Trainer:
         # pinning only pays with worker processes, and fails on datasets that already live on
         # the GPU (which need num_workers=0)
         loader = make_loader(self.train_set, indices, per_rank,
-                             seed=(cfg.seed * 1_000_003 + epoch) * 1009 + self.dist.rank,
+                             seed=((cfg.seed * 1_000_003 + epoch) * 1009 + self.dist.rank)
+                             % (1 << 63),  # torch seeds are 64-bit; any TrainConfig.seed works
                              num_workers=cfg.num_workers,
                              pin_memory=device.type == "cuda" and cfg.num_workers > 0)
         bar = None

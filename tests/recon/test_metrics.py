@@ -83,6 +83,15 @@ def test_ssim_matches_skimage_and_mask():
                                   use_sample_covariance=False)
     assert float(ssim(x, ref, 1.0, gaussian_weights=True, sigma=1.5,
                       use_sample_covariance=False)) == pytest.approx(gauss)
+    # an all-true mask crops scikit-image's border for every Gaussian sigma (window 7/11/23)
+    for sigma in (0.8, 1.5, 3.0):
+        kw = dict(gaussian_weights=True, sigma=sigma, use_sample_covariance=False)
+        unmasked = structural_similarity(ref, x, data_range=1.0, **kw)
+        assert float(ssim(x, ref, 1.0, mask=np.ones((40, 40), bool), **kw)) == \
+            pytest.approx(unmasked, abs=1e-12)
+    assert float(ssim(x[:8, :8], ref[:8, :8], 1.0, gaussian_weights=True, sigma=0.5)) == \
+        pytest.approx(structural_similarity(ref[:8, :8], x[:8, :8], data_range=1.0,
+                                            gaussian_weights=True, sigma=0.5))
     # masked: mean of the SSIM map over the mask (outside the 3-pixel border)
     _, smap = structural_similarity(ref, x, data_range=1.0, full=True)
     mask = np.zeros((40, 40), bool)

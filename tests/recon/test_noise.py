@@ -74,6 +74,10 @@ def test_poisson_errors():
         poisson_noise(torch.ones(3, 4), "many")
     with pytest.raises(ValueError, match="photons"):
         poisson_noise(torch.ones(3, 4), torch.ones(5) * 10)  # does not broadcast
+    with pytest.raises(ValueError, match="photons"):
+        poisson_noise(torch.ones(3, 4), torch.ones(2, 3, 4) * 10)  # would grow the sinogram
+    with pytest.raises(ValueError, match="zero_count"):
+        PoissonNoise(100.0, zero_count=5.0)
     with pytest.raises(ValueError, match="zero_count"):
         poisson_noise(torch.ones(3, 4), 10.0, zero_count=0.0)
     with pytest.raises(ValueError, match="sinogram"):

@@ -18,9 +18,11 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
+from operators._custom_ops import HAVE_CUSTOM_OPS
 from recon.train import (CHECKPOINT_FORMAT, FitResult, TrainConfig, Trainer, load_checkpoint,
                          load_weights, run_distributed, seed_everything, summarize_seeds,
                          train_seeds)
+from recon.training.trainer import _check_torch_supports
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _ddp_worker as W  # noqa: E402
@@ -109,6 +111,19 @@ def test_param_groups(tmp_path):
     assert torch.equal(before[2], after[2]) and torch.equal(before[3], after[3])  # lr 0
     groups = load_checkpoint(res.checkpoint_path)["optimizer"]["param_groups"]
     assert [g["initial_lr"] for g in groups] == [1e-2, 0.0]
+    # with min_lr > 0 the cosine schedule would anneal a group below it upwards: refused
+    with pytest.raises(ValueError, match=r"param_groups\[1\] has lr 0.0 below TrainConfig.min_lr"):
+        Trainer(model, None, train_set, val_set, W.cnn_config(epochs=1, min_lr=1e-3), tmp_path,
+                param_groups=[{"params": first}, {"params": second, "lr": 0.0}])
+
+
+def test_a_seed_beyond_64_bits_trains(tmp_path):
+    """The loader seed derived from TrainConfig.seed stays within torch's 64-bit seeds."""
+    train_set, val_set = _sets()
+    seed_everything(0)
+    cfg = W.cnn_config(epochs=1, max_steps=2, seed=2**40)
+    res = Trainer(W.tiny_cnn(), None, train_set, val_set, cfg, tmp_path).fit()
+    assert res.steps == 2
 
 
 def test_ddp_wrapped_model_is_refused(tmp_path):
@@ -195,6 +210,7 @@ def _fit_primal_dual(out, **cfg_kw):
 
 @pytest.mark.skipif(not shutil.which(os.environ.get("CXX", "") or "g++"),
                     reason="Inductor on the CPU needs a C++ compiler")
+@pytest.mark.skipif(not HAVE_CUSTOM_OPS, reason="compiling the operators needs torch >= 2.4")
 def test_compiled_training_of_an_operator_model_follows_eager(tmp_path):
     """TrainConfig(compile=True): a learned primal-dual network (projector pair inside) trains
     through torch.compile and follows the eager run; checkpoints hold the plain names."""
@@ -213,10 +229,47 @@ def test_compiled_training_of_an_operator_model_follows_eager(tmp_path):
     assert logs[True][-1] < logs[True][0]
 
 
+def _cpu_autocast_supports(dtype: str) -> bool:
+    try:
+        _check_torch_supports(TrainConfig(amp=dtype), torch.device("cpu"))
+    except RuntimeError:
+        return False
+    return True
+
+
+def test_settings_this_torch_cannot_run_are_refused_by_name(tmp_path, monkeypatch):
+    """compile=True without custom ops (torch < 2.4), and an autocast dtype the device's
+    autocast refuses (CPU float16 before torch 2.4 warns and switches itself off)."""
+    import warnings
+
+    import operators._custom_ops as custom_ops
+
+    monkeypatch.setattr(custom_ops, "HAVE_CUSTOM_OPS", False)
+    with pytest.raises(RuntimeError, match="TrainConfig.compile=True needs torch >= 2.4"):
+        _check_torch_supports(TrainConfig(compile=True), torch.device("cpu"))
+    monkeypatch.undo()
+
+    class OldAutocast:
+        def __init__(self, device_type, dtype):
+            warnings.warn("In CPU autocast, but the target dtype is not supported.")
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    monkeypatch.setattr(torch, "autocast", OldAutocast)
+    with pytest.raises(RuntimeError, match="TrainConfig.amp='float16' is not supported on cpu"):
+        _check_torch_supports(TrainConfig(amp="float16"), torch.device("cpu"))
+
+
 @pytest.mark.parametrize("amp", ["bfloat16", "float16"])
 def test_mixed_precision_training_of_an_operator_model(tmp_path, amp):
     """TrainConfig(amp=...): the forward pass runs under autocast (the operators stay float32),
     the loss falls like the float32 run's; float16 checkpoints its gradient scaler."""
+    if not _cpu_autocast_supports(amp):
+        pytest.skip(f"this torch's CPU autocast has no {amp}")
     logs = {}
     for mode in (None, amp):
         _, res = _fit_primal_dual(tmp_path / str(mode), epochs=3, amp=mode)
@@ -552,6 +605,7 @@ def test_ddp_two_processes_gloo_replicas_agree(tmp_path):
 
 @pytest.mark.skipif(not shutil.which(os.environ.get("CXX", "") or "g++"),
                     reason="Inductor on the CPU needs a C++ compiler")
+@pytest.mark.skipif(not HAVE_CUSTOM_OPS, reason="compiling the operators needs torch >= 2.4")
 def test_ddp_two_processes_with_compile_follow_eager(tmp_path):
     """TrainConfig(compile=True) under DistributedDataParallel (2 gloo processes): the replicas
     stay identical and follow the eager DDP run."""
