@@ -36,6 +36,10 @@ _MAX_B_BLOCK = 64
 SUPPORTED_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 
 
+#: The most candidate rays per pixel and view for which the parallel adjoint uses its affine
+#: kernel (a detector pitch down to about 1/8 pixel); finer pitches take the generic kernel.
+PARALLEL_AFFINE_MAX_CANDIDATES = 16
+
 #: The oldest Triton release the kernels are tested with (its interpreter, in CI). Older ones
 #: fail in the interpreter (3.0-3.1: ``arange``'s arguments; 3.2-3.6: loops over tensor bounds)
 #: and are not tested on a GPU, so the backend reports itself unavailable with them.
@@ -614,9 +618,14 @@ class TritonBackend:
             parallel=(parallel_view_table(table) if isinstance(self.geometry, ParallelGeometry)
                       else None))
         # Zero rays on each side of a view for the framed parallel adjoint: its most
-        # candidates per pixel (read once here, not per call).
-        cached["parallel_frame"] = (int(cached["parallel"][1].max())
-                                    if cached["parallel"] is not None else 0)
+        # candidates per pixel (read once here, not per call). The affine parallel adjoint
+        # steps through ~2 / pitch candidates with u += pitch; for a detector pitch far finer
+        # than the pixels that loop (and the float32 drift of u) grows without bound, so
+        # beyond PARALLEL_AFFINE_MAX_CANDIDATES the generic kernel (clamped to the detector)
+        # runs instead.
+        most = int(cached["parallel"][1].max()) if cached["parallel"] is not None else 0
+        cached["parallel_affine"] = 0 < most <= PARALLEL_AFFINE_MAX_CANDIDATES
+        cached["parallel_frame"] = most if cached["parallel_affine"] else 0
         self._cache[key] = cached
         return cached
 
@@ -781,7 +790,7 @@ class TritonBackend:
         h, w = self.grid.shape
         b = y.shape[0]
         layout = cfg.layout if b > 1 else "plain"
-        affine = (cfg.parallel_adjoint == "affine" and tabs["parallel"] is not None
+        affine = (cfg.parallel_adjoint == "affine" and tabs["parallel_affine"]
                   and y.dtype != torch.float64)
         # v4: zero rays around every view for the parallel kernel's unmasked loads.
         frame = tabs["parallel_frame"] if affine and cfg.adjoint_frame else 0

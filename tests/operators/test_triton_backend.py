@@ -114,6 +114,12 @@ def _cases():
         # Detectors far narrower than the image: pixels whose candidate rays all miss the
         # detector, where the unmasked adjoints must read zeros of the frame (parallel) or a
         # clamped ray with weight zero (fan).
+        # A detector pitch of 1/100 pixel: ~200 candidate rays per pixel and view, beyond the
+        # affine parallel adjoint's bound, so the generic kernel (clamped to the detector)
+        # runs; the affine one drifted past 1e-5 in float32 at 1/1000 pixel.
+        ("parallel-fine-pitch-generic", op.ImageGrid(shape=(4, 4), spacing=(1.0, 1.0)),
+         op.ParallelGeometry(angles=(0.0, 0.3, 1.2), detector_count=24, detector_spacing=0.01,
+                             detector_offset=1.0), 2, None, "float32"),
         ("parallel-narrow-detector-batch-8", op.ImageGrid(shape=(16, 16), spacing=(1.0, 1.0)),
          op.ParallelGeometry.full_scan(6, 5, 1.0, detector_offset=0.7), 8, None, "float32"),
         ("fan-flat-narrow-detector-batch-8", op.ImageGrid(shape=(16, 16), spacing=(1.0, 1.0)),
@@ -353,6 +359,26 @@ def test_parallel_view_table_is_the_rays_affine_form():
     bent[1, 2, 5] += 1e-6
     assert parallel_view_table(bent) is None
     assert parallel_view_table(table[:, :, :1]) is None
+
+
+@pytest.mark.parametrize("pitch, affine", [(1.0, True), (0.2, True), (0.05, False)])
+def test_a_fine_detector_pitch_takes_the_generic_parallel_adjoint(pitch, affine):
+    """The affine adjoint loops over ~2 / pitch candidates per pixel and view: beyond
+    PARALLEL_AFFINE_MAX_CANDIDATES the backend sends the parallel adjoint to the generic kernel
+    and pads no frame."""
+    import warnings
+
+    import operators as op
+    from operators.backends.triton_backend import PARALLEL_AFFINE_MAX_CANDIDATES, TritonBackend
+    grid = op.ImageGrid(shape=(8, 8))
+    geom = op.ParallelGeometry.full_scan(4, int(16 / pitch), pitch)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        table = op.XRayTransform(grid, geom, backend="torch").ray_table
+    tabs = TritonBackend(grid, geom).tables(table)
+    most = int(tabs["parallel"][1].max())
+    assert tabs["parallel_affine"] is affine and (most <= PARALLEL_AFFINE_MAX_CANDIDATES) is affine
+    assert tabs["parallel_frame"] == (most if affine else 0)
 
 
 def test_unavailable_without_cuda_or_interpreter(monkeypatch):
