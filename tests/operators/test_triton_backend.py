@@ -362,7 +362,7 @@ def test_parallel_view_table_is_the_rays_affine_form():
 
 
 @pytest.mark.parametrize("pitch, affine", [(1.0, True), (0.2, True), (0.05, False)])
-def test_a_fine_detector_pitch_takes_the_generic_parallel_adjoint(pitch, affine):
+def test_a_fine_detector_pitch_takes_the_generic_parallel_adjoint(monkeypatch, pitch, affine):
     """The affine adjoint loops over ~2 / pitch candidates per pixel and view: beyond
     PARALLEL_AFFINE_MAX_CANDIDATES the backend sends the parallel adjoint to the generic kernel
     and pads no frame."""
@@ -370,6 +370,7 @@ def test_a_fine_detector_pitch_takes_the_generic_parallel_adjoint(pitch, affine)
 
     import operators as op
     from operators.backends.triton_backend import PARALLEL_AFFINE_MAX_CANDIDATES, TritonBackend
+    monkeypatch.setenv("TRITON_INTERPRET", "1")  # builds tables only, launches nothing
     grid = op.ImageGrid(shape=(8, 8))
     geom = op.ParallelGeometry.full_scan(4, int(16 / pitch), pitch)
     with warnings.catch_warnings():
