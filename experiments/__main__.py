@@ -116,8 +116,9 @@ def _cmd_report(args: argparse.Namespace) -> int:
         return _usage_error(f"argument --out: {str(args.out)!r} is not a folder")
     try:
         html, md = write_report(args.out)
-    except PermissionError as exc:
-        return _usage_error(f"argument --out: cannot write the report ({exc.strerror})")
+    except OSError as exc:  # permissions, a read-only or pseudo file system, ...
+        return _usage_error(f"argument --out: cannot write the report "
+                            f"({exc.strerror or type(exc).__name__})")
     print(f"report: {html} and {md}")
     return 0
 

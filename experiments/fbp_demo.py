@@ -31,6 +31,9 @@ DESCRIPTION = "Project phantoms in parallel and fan geometries and reconstruct t
 REFERENCE = ("Kak & Slaney 1988, ch. 3 (FBP, Ram-Lak); Parker 1982 (short-scan weights); "
              "Joseph 1982 (projector)")
 
+#: Deterministic (analytic phantoms, no training): one seed.
+SEEDS_USED = 1
+
 log = logging.getLogger(__name__)
 
 

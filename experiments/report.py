@@ -73,7 +73,13 @@ class ExperimentRecord:
 
     @property
     def claims(self) -> List[Dict[str, Any]]:
+        """The claims of a finished run (none from a folder without a finished config: its
+        metrics.json, if any, does not belong to a run the report can vouch for)."""
+        if self.status != "finished":
+            return []
         claims = (self.metrics or {}).get("claims") or []
+        if not isinstance(claims, list):
+            return []
         return [c for c in claims if isinstance(c, dict) and "claim" in c]
 
 
@@ -203,7 +209,7 @@ def claims_table(records: Sequence[ExperimentRecord]) -> List[Tuple[str, str, st
             numbers = c.get("numbers") or {}
             text = ", ".join(f"{k} = {format_value(v)}" for k, v in numbers.items()) \
                 if isinstance(numbers, dict) else format_value(numbers)
-            rows.append((rec.name, preset, str(c["claim"]), bool(c.get("held")), text))
+            rows.append((rec.name, preset, str(c["claim"]), c.get("held") is True, text))
     return rows
 
 

@@ -20,7 +20,12 @@ Skip and resume rules (:func:`run_experiment`):
   experiment runs again in the same folder, where it finds its checkpoints and resumes;
 - a different config or seeds, or ``force=True``: the folder's previous contents (checkpoints
   included) are deleted and the experiment starts from scratch. Only folders that the runner made
-  (holding a ``config.json``) are cleared.
+  (holding a ``config.json``) are cleared; a folder with files but no readable ``config.json``
+  is refused (its caches could not be matched to the run), or emptied with ``force=True``.
+
+An experiment that uses fewer seeds than asked for (a module attribute ``SEEDS_USED``, e.g. 1
+for the deterministic ones) runs with the first ones, and ``config.json`` records the seeds
+it used.
 
 The device is not part of the identity of a run: a result computed on the CPU is not recomputed
 because a later call names a GPU.
@@ -265,6 +270,10 @@ def _clear_folder(folder: Path) -> None:
     """Delete the contents of a run folder (only one the runner made: it has a config.json)."""
     if not (folder / CONFIG_FILE).exists():
         return
+    _delete_contents(folder)
+
+
+def _delete_contents(folder: Path) -> None:
     for child in folder.iterdir():
         if child.is_dir() and not child.is_symlink():
             shutil.rmtree(child)
@@ -339,13 +348,31 @@ def run_experiment(name: str, out: Any, *, preset: str = DEFAULT_PRESET, device:
     root = prepare_output(out)
     module = entry.load()
     seed_list = resolve_seeds(seeds, module, preset)
+    most = getattr(module, "SEEDS_USED", None)  # experiments that use fewer seeds say so
+    if most is not None and len(seed_list) > most:
+        log.warning("%s uses %d seed(s): running with %s, not %s", entry.name, most,
+                    seed_list[:most], seed_list)
+        seed_list = seed_list[:most]
     config = module.PRESETS[preset]
     identity = {"experiment": entry.name, "preset": preset, "config": to_jsonable(config),
                 "seeds": seed_list}
 
     folder = root / entry.name
     config_path, metrics_path = folder / CONFIG_FILE, folder / METRICS_FILE
+    if folder.exists() and not folder.is_dir():
+        raise RunnerError("--out", f"{str(folder)!r} exists and is not a folder: remove it or "
+                                   "choose another --out")
     stored = read_json(config_path)
+    if stored is None and folder.is_dir() and any(folder.iterdir()):
+        # Files without a readable config.json: caches of an unknown run (checkpoints, data)
+        # that would be resumed as if they were this one's.
+        if not force:
+            raise RunnerError("--out", f"{str(folder)!r} holds files but no readable "
+                                       f"{CONFIG_FILE}, so they cannot be matched to this run: "
+                                       "remove them, or pass --force to delete them")
+        log.warning("%s: deleting the contents of %s (no readable %s; --force)", entry.name,
+                    folder, CONFIG_FILE)
+        _delete_contents(folder)
     if not force and metrics_path.exists() and _same_run(stored, identity) \
             and stored.get("status") == "finished":
         log.info("%s: finished before with the same config, skipped (use --force to rerun)",
@@ -356,7 +383,11 @@ def run_experiment(name: str, out: Any, *, preset: str = DEFAULT_PRESET, device:
         stored = None
     if metrics_path.exists():  # stale metrics of another config, from a folder not ours
         metrics_path.unlink()
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RunnerError("--out", f"cannot create {str(folder)!r} "
+                                   f"({exc.strerror or type(exc).__name__})") from None
 
     record: Dict[str, Any] = {
         **identity,

@@ -38,6 +38,9 @@ DESCRIPTION = ("Fig. 5: sign, sigmoid, tanh, ReLU, leaky ReLU and their (sub)gra
                "(autograd vs closed form)")
 REFERENCE = "Maier et al. 2019, Z. Med. Phys. 29(2):86-101, Fig. 5 (seed paper)"
 
+#: Deterministic (fixed sample points, no training): one seed.
+SEEDS_USED = 1
+
 log = logging.getLogger(__name__)
 
 

@@ -47,6 +47,9 @@ DESCRIPTION = ("Fig. 3: a decision tree as a one-layer network (max error ~0.7) 
                "two-layer network (exact)")
 REFERENCE = "Maier et al. 2019, Z. Med. Phys. 29(2):86-101, Fig. 3 (seed paper)"
 
+#: Deterministic (no training): one seed.
+SEEDS_USED = 1
+
 log = logging.getLogger(__name__)
 
 PAPER_MAX_ERROR = 0.7  # "the maximal error is close to 0.7" (Maier et al. 2019, section 2.2)

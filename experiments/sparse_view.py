@@ -378,7 +378,7 @@ def train_config(config: Config, seed: int, device: torch.device):
     return TrainConfig(epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
                        grad_clip=config.grad_clip, patience=config.patience, seed=int(seed),
                        max_steps=config.max_steps, device=str(device), progress=False,
-                       log_every=10)
+                       log_every=10, checkpoint_every=25)  # quick: one epoch of 150 steps
 
 
 def train_and_evaluate(method: str, config: Config, operator, fbp, data, extra, seed: int,

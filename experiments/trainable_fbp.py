@@ -49,6 +49,10 @@ REFERENCE = ("T. Würfl et al., 'Deep learning computed tomography', MICCAI 2016
              "'Deep learning computed tomography: learning projection-domain weights from image "
              "domain in limited angle problems', IEEE TMI 37(6), 2018")
 
+#: Parker's weights are optimal for a short scan; the learned ones start there and may only
+#: drift by training noise: this much PSNR below Parker still counts as "as well as".
+PARKER_TOLERANCE_DB = 0.1
+
 log = logging.getLogger(__name__)
 
 
@@ -269,12 +273,14 @@ def run(config: Config, out: Path, *, device: torch.device, seeds: Sequence[int]
               psnr_gain_std=summary["limited_angle_psnr_gain_db"]["std"],
               seeds=len(seeds)),
         claim(f"on a short scan the learned weights stay close to Parker's (relative L2 "
-              f"distance < {close}) and reconstruct no worse than FBP with Parker weights",
+              f"distance < {close}) and reconstruct as well as FBP with Parker weights (PSNR "
+              f"within {PARKER_TOLERANCE_DB} dB of it or above)",
               mean["short_scan_weights_distance"] < close
-              and mean["short_scan_psnr_gain_db"] > -0.1,
+              and mean["short_scan_psnr_gain_db"] >= -PARKER_TOLERANCE_DB,
               weights_distance=mean["short_scan_weights_distance"],
               psnr_parker=mean["short_scan_psnr_parker"],
               psnr_learned=mean["short_scan_psnr_learned"],
-              psnr_gain_db=mean["short_scan_psnr_gain_db"], threshold=close),
+              psnr_gain_db=mean["short_scan_psnr_gain_db"], threshold=close,
+              tolerance_db=PARKER_TOLERANCE_DB),
     ]
     return {"per_seed": per_seed, "summary": summary, "claims": claims}

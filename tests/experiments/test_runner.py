@@ -264,3 +264,56 @@ def test_unregistered_experiment_modules_are_found_without_import(monkeypatch, t
     (tmp_path / "seed_xor.py").write_text("NAME = 'seed-xor'\ndef run():\n    pass\n")
     monkeypatch.setattr(experiments, "__path__", [str(tmp_path)])
     assert registry.unregistered_modules() == ["stray_experiment"]
+
+
+def test_an_output_that_is_a_file_fails_that_experiment_only(fakes, tmp_path, capsys):
+    """OUT/NAME is a file: that experiment fails naming --out, `run all` goes on."""
+    fakes("fake_first")
+    good = fakes("fake_second")
+    (tmp_path / "fake-first").write_text("not a folder")
+    assert main(["run", "all", "--tiny", "--out", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert "fake-first: failed" in out and "argument --out" in out and "is not a folder" in out
+    assert len(good.calls) == 1 and (tmp_path / "REPORT.md").is_file()
+
+
+def test_files_without_a_config_are_refused_unless_forced(fakes, tmp_path):
+    """Caches of an unknown run (no readable config.json) are not resumed as this run's."""
+    mod = fakes("fake_ok")
+    folder = tmp_path / "fake-ok"
+    folder.mkdir()
+    (folder / "checkpoint.txt").write_text("half done")  # would make the run 'resume'
+    with pytest.raises(runner.RunnerError, match="holds files but no readable config.json"):
+        runner.run_experiment("fake-ok", tmp_path, preset="tiny")
+    outcome = runner.run_experiment("fake-ok", tmp_path, preset="tiny", force=True)
+    assert outcome.status == "finished" and mod.calls
+    assert _json(folder / "metrics.json")["resumed"] is False
+
+
+def test_an_experiment_using_fewer_seeds_records_the_ones_it_used(fakes, tmp_path):
+    mod = fakes("fake_ok")
+    mod.SEEDS_USED = 1
+    runner.run_experiment("fake-ok", tmp_path, preset="tiny", seeds=3)
+    assert mod.calls[-1]["seeds"] == [0]
+    assert _json(tmp_path / "fake-ok" / "config.json")["seeds"] == [0]
+    # asking for 2 next time is the same run: skipped, not recomputed
+    assert runner.run_experiment("fake-ok", tmp_path, preset="tiny", seeds=2).status == "skipped"
+
+
+def test_report_counts_only_claims_of_finished_runs(fakes, tmp_path, capsys, monkeypatch):
+    from experiments import report
+
+    fakes("fake_ok")
+    assert main(["run", "fake-ok", "--tiny", "--out", str(tmp_path)]) == 0
+    orphan = tmp_path / "fake-orphan"
+    orphan.mkdir()  # metrics.json without config.json: shown as "not run", its claims not counted
+    (orphan / "metrics.json").write_text(json.dumps(
+        {"claims": [{"claim": "orphan claim", "held": True}, {"claim": "text", "held": "false"}]}))
+    records = [report._record(tmp_path, "fake-ok"), report._record(tmp_path, "fake-orphan")]
+    rows = report.claims_table(records)
+    assert [r[2] for r in rows] == ["size is positive"]
+    # a report that cannot be written is a usage error naming --out, whatever the OSError
+    monkeypatch.setattr(report, "write_report",
+                        lambda *a, **k: (_ for _ in ()).throw(FileNotFoundError(2, "gone")))
+    assert main(["report", "--out", str(tmp_path)]) == 2
+    assert "argument --out: cannot write the report (gone)" in capsys.readouterr().err
