@@ -2,7 +2,8 @@
 
 Exit codes: 0 success; 1 one or more experiments failed (the others still ran); 2 a bad argument
 (unknown experiment, unwritable output folder, unavailable device, bad seed count), with a
-message naming the argument.
+message naming the argument; 130 interrupted (Ctrl-C: the run is marked "interrupted" and the
+same command resumes it).
 """
 
 from __future__ import annotations
@@ -132,7 +133,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.command == "list":
         return _cmd_list()
     if args.command == "run":
-        return _cmd_run(args)
+        try:
+            return _cmd_run(args)
+        except KeyboardInterrupt:
+            print("interrupted: rerun the same command to resume", file=sys.stderr)
+            return 130
     return _cmd_report(args)
 
 

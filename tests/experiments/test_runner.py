@@ -317,3 +317,15 @@ def test_report_counts_only_claims_of_finished_runs(fakes, tmp_path, capsys, mon
                         lambda *a, **k: (_ for _ in ()).throw(FileNotFoundError(2, "gone")))
     assert main(["report", "--out", str(tmp_path)]) == 2
     assert "argument --out: cannot write the report (gone)" in capsys.readouterr().err
+
+
+def test_ctrl_c_marks_the_run_interrupted_and_exits_130(fakes, tmp_path, capsys):
+    mod = fakes("fake_ok")
+
+    def interrupted(config, out, *, device, seeds):
+        raise KeyboardInterrupt
+
+    mod.run = interrupted
+    assert main(["run", "fake-ok", "--tiny", "--out", str(tmp_path)]) == 130
+    assert "rerun the same command to resume" in capsys.readouterr().err
+    assert _json(tmp_path / "fake-ok" / "config.json")["status"] == "interrupted"
