@@ -39,7 +39,8 @@ from torch import nn
 
 from .backends import SPARSE_MEMORY_BUDGET
 from .backends.sparse import MatrixCache, csr_pair
-from .geometry import FanGeometry, ImageGrid, ParallelGeometry
+from .geometry import (FanGeometry, ImageGrid, ParallelGeometry, _finite_float,
+                       _positive_int)
 from .projector import (RegisteredOperator, _validate_pair, apply_adjoint, apply_forward,
                         check_tensor)
 
@@ -88,9 +89,9 @@ def _conjugate_on_detector(geometry) -> np.ndarray:
     conjugate cell, so their lines are measured once whatever the arc.
     """
     u = geometry.detector_positions()
-    half = 0.5 * geometry.detector_spacing
+    lo, hi = geometry.detector_edges()
     tol = 1e-9 * max(1.0, float(np.abs(u).max()))
-    return (-u >= u.min() - half - tol) & (-u <= u.max() + half + tol)
+    return (-u >= lo - tol) & (-u <= hi + tol)
 
 
 def parker_weights(geometry: FanGeometry, overscan: Optional[float] = None) -> np.ndarray:
@@ -246,8 +247,7 @@ def filter_response(filter: str, length: int, cutoff: float = 1.0, curved: bool 
     window of ``filter``, zero above ``cutoff`` times the Nyquist frequency. Dimensionless: the
     filter layer divides by the detector pitch. ``support``: see :func:`ram_lak_kernel`.
     """
-    if isinstance(cutoff, bool) or not isinstance(cutoff, (int, float, np.floating)):
-        raise TypeError(f"cutoff must be a real number, got {type(cutoff).__name__}")
+    cutoff = _finite_float("cutoff", cutoff)
     if not 0 < cutoff <= 1:
         raise ValueError(f"cutoff must be in (0, 1], got {cutoff!r}")
     base = np.fft.rfft(ram_lak_kernel(length, curved, alpha, support)).real
@@ -506,10 +506,8 @@ class FBP(nn.Module):
         self.geometry = geometry
         self.filter_name = filter
         self.check_inputs = check_inputs
-        if padding is not None and (isinstance(padding, bool)
-                                    or not isinstance(padding, (int, np.integer))):
-            raise TypeError(f"padding must be an integer filter length, got {padding!r}")
-        length = padded_length(geometry.detector_count) if padding is None else int(padding)
+        length = (padded_length(geometry.detector_count) if padding is None
+                  else _positive_int("padding", padding))
         if length < 2 * geometry.detector_count - 1:
             raise ValueError(f"padding must be at least 2 * detector_count - 1 = "
                              f"{2 * geometry.detector_count - 1}, got {length}")

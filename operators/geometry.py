@@ -198,6 +198,12 @@ class _ScanGeometry:
         """View angles as a float64 array, shape ``(views,)``."""
         return np.asarray(self.angles, dtype=np.float64)
 
+    def detector_edges(self) -> Tuple[float, float]:
+        """Outer edges (mm) of the first and the last detector cell: ``(u_0 - s/2, u_n + s/2)``."""
+        u = self.detector_positions()
+        half = 0.5 * self.detector_spacing
+        return float(u.min() - half), float(u.max() + half)
+
     def unwrapped_angles(self) -> np.ndarray:
         """View angles (rad, view order) as one contiguous arc, shape ``(views,)``.
 
@@ -329,10 +335,9 @@ class ParallelGeometry(_ScanGeometry):
 
     def fov_radius(self) -> float:
         """Radius (mm) of the centred disk that every view covers completely."""
-        u = self.detector_positions()
-        half = 0.5 * self.detector_spacing
+        lo, hi = self.detector_edges()
         # Covered only if the detector reaches both sides of the centre; 0 when it does not.
-        return float(max(0.0, min(-(u.min() - half), u.max() + half)))
+        return max(0.0, min(-lo, hi))
 
     def __repr__(self) -> str:
         return (f"ParallelGeometry(angles={_short_repr_angles(self.angles)}, "
@@ -449,10 +454,7 @@ class FanGeometry(_ScanGeometry):
     @property
     def half_fan_angle(self) -> float:
         """``gamma_max``: the largest ``|gamma|`` reached at the outer edge of the detector."""
-        u = self.detector_positions()
-        half = 0.5 * self.detector_spacing
-        edges = np.array([u.min() - half, u.max() + half])
-        return float(np.max(np.abs(self.fan_angle_of(edges))))
+        return float(np.max(np.abs(self.fan_angle_of(np.array(self.detector_edges())))))
 
     @property
     def magnification(self) -> float:
@@ -475,9 +477,7 @@ class FanGeometry(_ScanGeometry):
 
     def fov_radius(self) -> float:
         """Radius (mm) of the centred disk that every view covers completely."""
-        u = self.detector_positions()
-        half = 0.5 * self.detector_spacing
-        g = self.fan_angle_of(np.array([u.min() - half, u.max() + half]))
+        g = self.fan_angle_of(np.array(self.detector_edges()))
         # Covered only if the fan reaches both sides of the centre; 0 when it does not.
         return float(self.source_to_isocenter * max(0.0, min(-math.sin(g[0]), math.sin(g[1]))))
 

@@ -20,7 +20,7 @@ from typing import Tuple
 import numpy as np
 import torch
 
-from .geometry import ImageGrid
+from .geometry import ImageGrid, _finite_float
 
 __all__ = ["Ellipse", "EllipsePhantom", "shepp_logan", "disk"]
 
@@ -44,17 +44,8 @@ class Ellipse:
                 raise ValueError(f"{name} must be two finite numbers, got {v!r}")
             return out
 
-        def real(name, v):
-            try:
-                out = float(v)
-            except (TypeError, ValueError):
-                raise TypeError(f"{name} must be a real number, got {v!r}") from None
-            if not math.isfinite(out):
-                raise ValueError(f"{name} must be finite, got {v!r}")
-            return out
-
-        object.__setattr__(self, "value", real("value", self.value))
-        object.__setattr__(self, "rotation", real("rotation", self.rotation))
+        object.__setattr__(self, "value", _finite_float("value", self.value))
+        object.__setattr__(self, "rotation", _finite_float("rotation", self.rotation))
         object.__setattr__(self, "center", pair("center", self.center))
         axes = pair("axes", self.axes)
         if axes[0] <= 0 or axes[1] <= 0:
