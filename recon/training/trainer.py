@@ -167,8 +167,9 @@ class Trainer:
     ``seed`` and the epoch). With ``num_workers > 0`` a resume in the middle of an epoch is exact
     for datasets whose items are a function of their index (every dataset of this package);
     a dataset that draws from the global random state inside ``__getitem__`` (random
-    augmentation) gets other draws after such a resume, because the workers start afresh. Seed before building the model (:func:`seed_everything`) so its
-    initialisation is reproducible too.
+    augmentation) gets other draws after such a resume, because the workers start afresh. Seed
+    before building the model (:func:`seed_everything`) so its initialisation is reproducible
+    too.
     """
 
     def __init__(self, model: nn.Module, loss_fn: Optional[LossFn], train_set: Dataset,
@@ -193,15 +194,7 @@ class Trainer:
         if not isinstance(out_dir, (str, Path)):
             raise TypeError(f"out_dir must be a str or Path, got {type(out_dir).__name__}")
         self.model = model
-        self.param_groups = self._check_param_groups(model, param_groups)
-        for i, g in enumerate(self.param_groups or ()):
-            # CosineAnnealingLR moves every group towards eta_min: a group below min_lr would be
-            # annealed upwards (a group frozen with lr 0 would start to train).
-            lr = g.get("lr", config.lr)
-            if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr >= config.min_lr:
-                raise ValueError(f"param_groups[{i}] has lr {lr!r} below TrainConfig.min_lr = "
-                                 f"{config.min_lr!r}; the cosine schedule would raise it (freeze "
-                                 "parameters with requires_grad_(False), or lower min_lr)")
+        self.param_groups = self._check_param_groups(model, param_groups, config)
         self.loss_fn: LossFn = loss_fn if loss_fn is not None else F.mse_loss
         self.train_set = train_set
         self.val_set = val_set
@@ -214,7 +207,8 @@ class Trainer:
 
     # -- set-up ----------------------------------------------------------------------------
     @staticmethod
-    def _check_param_groups(model: nn.Module, groups) -> Optional[List[Dict[str, Any]]]:
+    def _check_param_groups(model: nn.Module, groups,
+                            config: TrainConfig) -> Optional[List[Dict[str, Any]]]:
         if groups is None:
             return None
         if isinstance(groups, Mapping) or not isinstance(groups, Sequence) or not groups:
@@ -227,6 +221,13 @@ class Trainer:
             if not isinstance(g, Mapping) or "params" not in g:
                 raise TypeError(f"param_groups[{i}] must be a dict with a 'params' entry")
             ps = [g["params"]] if isinstance(g["params"], torch.Tensor) else list(g["params"])
+            # CosineAnnealingLR moves every group towards eta_min: a group below min_lr would be
+            # annealed upwards (a group frozen with lr 0 would start to train).
+            lr = g.get("lr", config.lr)
+            if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr >= config.min_lr:
+                raise ValueError(f"param_groups[{i}] has lr {lr!r} below TrainConfig.min_lr = "
+                                 f"{config.min_lr!r}; the cosine schedule would raise it (freeze "
+                                 "parameters with requires_grad_(False), or lower min_lr)")
             for p in ps:
                 if id(p) not in trainable:
                     raise ValueError(f"param_groups[{i}] holds a tensor that is not a trainable "
