@@ -38,7 +38,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -82,6 +81,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import operators as op  # noqa: E402
+from operators.backends.triton_backend import median_ms  # noqa: E402
 
 
 # --------------------------------------------------------------------------------------------
@@ -442,21 +442,7 @@ def time_call(fn, arg, dev, reps, warmup, slow_ms):
         _sync(dev)
         per_call = (time.perf_counter() - t0) * 1e3 / max(1, warmup)
         n = 3 if per_call > slow_ms else reps
-        times = []
-        for _ in range(n):
-            if dev.type == "cuda":
-                start = torch.cuda.Event(enable_timing=True)
-                end = torch.cuda.Event(enable_timing=True)
-                start.record()
-                fn(arg)
-                end.record()
-                end.synchronize()
-                times.append(start.elapsed_time(end))
-            else:
-                t = time.perf_counter()
-                fn(arg)
-                times.append((time.perf_counter() - t) * 1e3)
-    return statistics.median(times), n
+        return median_ms(lambda: fn(arg), dev, n), n
 
 
 def peak_memory(fn, arg, dev):

@@ -433,12 +433,11 @@ def _copy_planar(dst: torch.Tensor, src: torch.Tensor) -> None:
 AUTOTUNE_ENV = "KNOWN_OPERATORS_AUTOTUNE"
 
 
-def _time_ms(fn, device: torch.device, reps: int) -> float:
-    """Median milliseconds of ``fn()`` over ``reps`` calls after one warm-up call (which
-    compiles the kernels): CUDA events on the GPU, the wall clock elsewhere."""
+def median_ms(fn, device: torch.device, reps: int) -> float:
+    """Median milliseconds of ``reps`` calls of ``fn()`` (no warm-up): CUDA events on the GPU,
+    the wall clock elsewhere. Shared by the autotuner and ``benchmarks/gpu_bench.py``."""
     import statistics
     import time
-    fn()
     times = []
     for _ in range(reps):
         if device.type == "cuda":
@@ -453,6 +452,12 @@ def _time_ms(fn, device: torch.device, reps: int) -> float:
             fn()
             times.append((time.perf_counter() - t0) * 1e3)
     return statistics.median(times)
+
+
+def _time_ms(fn, device: torch.device, reps: int) -> float:
+    """:func:`median_ms` after one warm-up call (which compiles the kernels)."""
+    fn()
+    return median_ms(fn, device, reps)
 
 
 def _cdiv(a: int, b: int) -> int:
