@@ -118,32 +118,41 @@ def joseph_coefficients(table: torch.Tensor, grid: ImageGrid, dtype: torch.dtype
     h, w = grid.shape
     slope, intercept, step, vertical = table
     vertical = vertical > 0.5
+    n = slope.shape[0]
+    device = table.device
     if first_step is None:
-        kk = torch.arange(max(h, w), device=table.device)[None, :]
+        kk = torch.arange(max(h, w), device=device)[None, :]
     else:
-        kk = first_step[:, None] + torch.arange(int(n_steps_chunk), device=table.device)[None, :]
+        kk = first_step[:, None] + torch.arange(int(n_steps_chunk), device=device)[None, :]
+    n_k = kk.shape[1]
     t = slope[:, None] * kk.to(table.dtype) + intercept[:, None]  # (n, K)
     t0 = torch.floor(t)
-    frac = t - t0
+    frac = t.sub_(t0)
     i0 = t0.to(torch.int64)
-    i1 = i0 + 1
+    del t0
     n_steps = torch.where(vertical, h, w)[:, None]
     n_other = torch.where(vertical, w, h)[:, None]
     inside = kk < n_steps
     ok0 = inside & (i0 >= 0) & (i0 < n_other)
-    ok1 = inside & (i1 >= 0) & (i1 < n_other)
+    ok1 = inside & (i0 >= -1) & (i0 < n_other - 1)
+    del inside
+    # Written straight into ``(n, 2, K)``: neighbour 0 of every step, then neighbour 1.
     st = step[:, None]
-    zero = torch.zeros((), dtype=table.dtype, device=table.device)
-    w0 = torch.where(ok0, (1.0 - frac) * st, zero)
-    w1 = torch.where(ok1, frac * st, zero)
-    vert = vertical[:, None]
-    p0 = torch.where(vert, kk * w + i0, i0 * w + kk)
-    p1 = torch.where(vert, kk * w + i1, i1 * w + kk)
-    p0 = torch.where(ok0, p0, torch.zeros_like(p0))
-    p1 = torch.where(ok1, p1, torch.zeros_like(p1))
-    index = torch.cat([p0, p1], dim=1)
-    weight = torch.cat([w0, w1], dim=1).to(dtype)
-    return index, weight
+    weight = torch.empty((n, 2, n_k), dtype=table.dtype, device=device)
+    torch.mul(1.0 - frac, st, out=weight[:, 0])
+    torch.mul(frac, st, out=weight[:, 1])
+    del frac
+    weight[:, 0].masked_fill_(~ok0, 0.0)
+    weight[:, 1].masked_fill_(~ok1, 0.0)
+    # Flat pixel index r * W + c: (k, i) on a vertical ray, (i, k) otherwise; i1 = i0 + 1.
+    kk_scale = torch.where(vertical, w, 1)[:, None]
+    i_scale = torch.where(vertical, 1, w)[:, None]
+    index = torch.empty((n, 2, n_k), dtype=torch.int64, device=device)
+    torch.add(kk * kk_scale, i0 * i_scale, out=index[:, 0])
+    torch.add(index[:, 0], i_scale, out=index[:, 1])
+    index[:, 0].masked_fill_(~ok0, 0)
+    index[:, 1].masked_fill_(~ok1, 0)
+    return index.reshape(n, 2 * n_k), weight.reshape(n, 2 * n_k).to(dtype)
 
 
 def ray_chunks(table: torch.Tensor, grid: ImageGrid, max_entries: int):

@@ -12,14 +12,14 @@ from __future__ import annotations
 import warnings
 from typing import Dict, Tuple
 
+import scipy.sparse
 import torch
 
 from .._joseph import coefficients_per_ray, joseph_coefficients, ray_chunks
 from ..geometry import ImageGrid
 
 _BUILD_CHUNK_ENTRIES = 1 << 24
-#: Non-zeros per step of the transpose's counting sort.
-_TRANSPOSE_CHUNK = 1 << 22
+_INTEGER_OF_SIZE = {1: torch.int8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
 
 
 def estimated_bytes(grid: ImageGrid, n_rays: int, itemsize: int = 4) -> int:
@@ -55,19 +55,20 @@ def _build(table: torch.Tensor, grid: ImageGrid, dtype: torch.dtype,
     n_pix = grid.shape[0] * grid.shape[1]
     flat_table = table.reshape(4, n_rays).to("cpu")
     # Peak memory: the chunks' non-zeros are kept in the final index and value types (int32
-    # columns, ``dtype`` values: each weight is computed in float64 and rounded once, as before)
-    # and released as they are placed, so the build needs about 25 bytes per non-zero for
-    # float32 (was 76), of which the finished pair keeps 16.
+    # columns, ``dtype`` values: each weight is computed in float64 and rounded once) and
+    # released as they are placed, so the build holds about 1.5x the finished pair.
     col_dtype = torch.int32 if n_pix < 2**31 - 1 else torch.int64
     counts = torch.zeros(n_rays, dtype=torch.int64)
     pieces = []
     for rays, first, n_k in ray_chunks(flat_table, grid, _BUILD_CHUNK_ENTRIES):
         index, weight = joseph_coefficients(flat_table[:, rays], grid, torch.float64, first, n_k)
         keep = weight != 0
-        counts[rays] = keep.sum(1)
-        pieces.append((rays, keep, index[keep].to(col_dtype), weight[keep].to(dtype)))
-        del index, weight
-    # Place each chunk's non-zeros at their rows' positions (rays were visited by length).
+        per_ray = keep.sum(1)
+        counts[rays] = per_ray
+        pieces.append((rays, per_ray, index[keep].to(col_dtype), weight[keep].to(dtype)))
+        del index, weight, keep
+    # Each chunk lists its rays' non-zeros ray after ray (rays were visited by length): move
+    # every ray's run to its row of the matrix.
     crow = torch.zeros(n_rays + 1, dtype=torch.int64)
     torch.cumsum(counts, 0, out=crow[1:])
     nnz = int(crow[-1])
@@ -75,12 +76,14 @@ def _build(table: torch.Tensor, grid: ImageGrid, dtype: torch.dtype,
     val = torch.empty(nnz, dtype=dtype)
     pieces.reverse()
     while pieces:
-        rays, keep, c, w = pieces.pop()
-        rank = keep.cumsum(1) - 1
-        pos = (crow[rays][:, None] + rank)[keep]
+        rays, per_ray, c, w = pieces.pop()
+        run_start = torch.cumsum(per_ray, 0) - per_ray
+        pos = torch.repeat_interleave(crow[rays] - run_start, per_ray,
+                                      output_size=c.numel())
+        pos += torch.arange(c.numel())
         col[pos] = c
         val[pos] = w
-        del rays, keep, c, w, rank, pos
+        del rays, per_ray, c, w, run_start, pos
     return csr_pair(counts, col, val, (n_rays, n_pix), device)
 
 
@@ -94,30 +97,21 @@ def csr_pair(counts: torch.Tensor, col: torch.Tensor, val: torch.Tensor, shape: 
     n_rows, n_cols = shape
     nnz = col.numel()
     index_dtype = torch.int32 if max(nnz, n_rows, n_cols) < 2**31 - 1 else torch.int64
-    crow = torch.zeros(n_rows + 1, dtype=torch.int64)
+    crow = torch.zeros(n_rows + 1, dtype=index_dtype)
     torch.cumsum(counts, 0, out=crow[1:])
-    a = _csr(crow.to(index_dtype), col.to(index_dtype), val, (n_rows, n_cols))
-    # Transpose by a counting sort over chunks of non-zeros in row order: each column's
-    # entries keep their row order, and no full-length sort permutation is held (the build
-    # needs the two matrices plus one chunk).
-    t_counts = torch.bincount(col, minlength=n_cols)
-    t_crow = torch.zeros(n_cols + 1, dtype=torch.int64)
-    torch.cumsum(t_counts, 0, out=t_crow[1:])
-    fill = t_crow[:-1].clone()
-    t_col = torch.empty(nnz, dtype=index_dtype)
-    t_val = torch.empty(nnz, dtype=val.dtype)
-    for start in range(0, nnz, _TRANSPOSE_CHUNK):
-        stop = min(nnz, start + _TRANSPOSE_CHUNK)
-        c = col[start:stop].long()
-        rows = torch.searchsorted(crow[1:], torch.arange(start, stop), right=True)
-        order = torch.argsort(c, stable=True)
-        sorted_c = c[order]
-        rank = torch.arange(stop - start) - torch.searchsorted(sorted_c, sorted_c)
-        pos = fill[sorted_c] + rank
-        t_col[pos] = rows[order].to(index_dtype)
-        t_val[pos] = val[start:stop][order]
-        fill += torch.bincount(c, minlength=n_cols)
-    at = _csr(t_crow.to(index_dtype), t_col, t_val, (n_cols, n_rows))
+    col = col.to(index_dtype)
+    a = _csr(crow, col, val, (n_rows, n_cols))
+    # The transpose is scipy's CSR -> CSC conversion: one counting sort in O(nnz), stable, so
+    # each column lists its rows in order, and it allocates only the result. The values move
+    # as raw bits (an integer view of their dtype), so any dtype passes unchanged.
+    bits = _INTEGER_OF_SIZE[val.element_size()]
+    m = scipy.sparse.csr_matrix((val.view(bits).numpy(), col.numpy(), crow.numpy()),
+                                shape=(n_rows, n_cols))
+    m_t = m.tocsc()
+    del m
+    at = _csr(torch.from_numpy(m_t.indptr).to(index_dtype),
+              torch.from_numpy(m_t.indices).to(index_dtype),
+              torch.from_numpy(m_t.data).view(val.dtype), (n_cols, n_rows))
     return a.to(device), at.to(device)
 
 

@@ -1,5 +1,5 @@
-"""The sparse backend's matrix pair: the transpose holds A's values bit for bit, built in
-chunks without a full-length sort permutation."""
+"""The sparse backend's matrix pair: the transpose holds A's values bit for bit, each column's
+entries in row order."""
 
 import pytest
 import torch
@@ -8,16 +8,17 @@ from operators import FanGeometry, ImageGrid, XRayTransform
 from operators.backends import sparse
 
 
-@pytest.mark.parametrize("n_rows, n_cols, per_row", [(1, 5, 3), (1000, 300, 7), (20000, 4000, 13)])
-def test_transpose_is_the_stable_column_sort_of_the_rows(monkeypatch, n_rows, n_cols, per_row):
-    """Chunks of 997 non-zeros: each column of A^T lists its entries in row order, duplicates
-    included, exactly as a stable sort of the whole would."""
-    monkeypatch.setattr(sparse, "_TRANSPOSE_CHUNK", 997)
+@pytest.mark.parametrize("n_rows, n_cols, per_row, dtype", [
+    (1, 5, 3, torch.float32), (1000, 300, 7, torch.float64), (20000, 4000, 13, torch.float32),
+    (500, 200, 9, torch.bfloat16), (500, 200, 9, torch.float16), (50, 7, 1, torch.float32)])
+def test_transpose_is_the_stable_column_sort_of_the_rows(n_rows, n_cols, per_row, dtype):
+    """Each column of A^T lists its entries in row order, duplicates included, exactly as a
+    stable sort of the whole would, with the values' bits unchanged in every dtype."""
     gen = torch.Generator().manual_seed(n_rows)
     counts = torch.randint(0, per_row, (n_rows,), generator=gen)
     nnz = int(counts.sum())
     col = torch.randint(0, n_cols, (nnz,), generator=gen)
-    val = torch.rand(nnz, generator=gen)
+    val = torch.randn(nnz, generator=gen).to(dtype)
     a, at = sparse.csr_pair(counts, col, val, (n_rows, n_cols), torch.device("cpu"))
     row = torch.repeat_interleave(torch.arange(n_rows), counts)
     order = torch.argsort(col, stable=True)
