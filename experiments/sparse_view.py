@@ -28,7 +28,9 @@ seeds), on the modified Shepp-Logan phantom and on the CT_small.dcm slice (see
 :func:`extra_test_images`). Seconds per training step come from the trainer, on the device used;
 :func:`time_steps` measures them without training.
 
-What is adapted: our Joseph projector, ellipse generator and noise draw, Adam's beta2, and in
+What is adapted: our Joseph projector, ellipse generator and noise draw, Adam's beta2, a
+fixed training set (``train_size`` phantoms with one noise draw each, revisited every epoch; the
+reference code draws new phantoms and noise every 10 steps), and in
 ``quick`` about 150 optimiser steps instead of 100 000 (a 2-core CPU budget of ~10 minutes per
 model), a narrower U-Net (32 channels), 7x7 VN filters, and LPD started from the FBP image with
 zero-initialised last layers (``lpd_init="fbp"``, ``lpd_update_init="zero"``): from zeros, LPD

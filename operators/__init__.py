@@ -9,9 +9,10 @@ from .fbp import FBP
 from .geometry import FanGeometry, ImageGrid, ParallelGeometry, uniform_angles
 from .phantoms import Ellipse, EllipsePhantom, disk, shepp_logan
 from .projector import AdjointXRayTransform, XRayTransform
+from .signature import SignatureMismatchError
 
 __all__ = [
     "ImageGrid", "ParallelGeometry", "FanGeometry", "uniform_angles",
     "XRayTransform", "AdjointXRayTransform", "FBP",
-    "Ellipse", "EllipsePhantom", "disk", "shepp_logan",
+    "Ellipse", "EllipsePhantom", "disk", "shepp_logan", "SignatureMismatchError",
 ]

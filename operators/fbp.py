@@ -20,8 +20,11 @@ Formulas (Kak & Slaney, *Principles of Computerized Tomographic Imaging*, ch. 3)
 The redundancy weights ``w`` make every line count once: 1/2 for a fan (or 2 pi parallel) full
 scan, Parker weights (Parker 1982) for a fan short scan of at least ``pi + 2 gamma_max``, and
 ``1 / count`` otherwise (limited-angle arcs: each measured line counts once, missing lines stay
-missing; scans beyond 2 pi: 1/3, 1/4 where lines are passed again). Angles may be written
-modulo 2 pi: the weights are computed on the contiguous arc (``unwrapped_angles``).
+missing; scans beyond 2 pi: 1/3, 1/4 where lines are passed again), and for a full rotation
+with a displaced detector (a half-fan scan, offset by at least 10 % of the detector) Wang's
+smooth weights (Med. Phys. 2002), with the filtered projections kept on the detector extended
+to a symmetric one, so that the field of view reaches the detector's far end. Angles may be
+written modulo 2 pi: the weights are computed on the contiguous arc (``unwrapped_angles``).
 
 The back-projection is pixel-driven with linear interpolation on the detector (the standard FBP
 back-projector; it equals ``(tau / (dx dy)) A^T`` for parallel beam up to interpolation). It is
@@ -31,6 +34,7 @@ a fixed linear layer with its own exact adjoint, cached as a sparse matrix on th
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Dict, Optional, Tuple
 
 import numpy as np
@@ -43,11 +47,15 @@ from .geometry import (FanGeometry, ImageGrid, ParallelGeometry, _finite_float,
                        _positive_int)
 from .projector import (RegisteredOperator, _validate_pair, apply_adjoint, apply_forward,
                         check_tensor)
+from .signature import register_signature
 
 __all__ = [
-    "FILTERS", "FBP", "SinogramWeighting", "RampFilter", "PixelBackprojection",
+    "FILTERS", "FBP", "SinogramWeighting", "DetectorPadding", "RampFilter",
+    "PixelBackprojection",
     "ram_lak_kernel", "filter_response", "naive_ramp_response", "redundancy_weights",
-    "parker_weights", "cosine_weights", "padded_length",
+    "parker_weights", "cosine_weights", "padded_length", "offset_detector_weights",
+    "is_displaced_detector", "is_half_fan_scan", "symmetric_detector_padding",
+    "DISPLACED_DETECTOR_FRACTION",
 ]
 
 FILTERS = ("ram-lak", "shepp-logan", "cosine", "hamming", "hann")
@@ -74,13 +82,6 @@ def cosine_weights(geometry) -> np.ndarray:
     return np.broadcast_to(w[None, :], (v, n)).copy()
 
 
-def _arc(angles: np.ndarray) -> float:
-    """Angular range covered by contiguous views, counting one view spacing for the last view."""
-    if angles.size < 2:
-        return 0.0
-    return float(angles.max() - angles.min() + np.median(np.diff(np.sort(angles))))
-
-
 def _conjugate_on_detector(geometry) -> np.ndarray:
     """Whether the conjugate ray of each detector cell lands on the detector, ``(detectors,)``.
 
@@ -92,6 +93,80 @@ def _conjugate_on_detector(geometry) -> np.ndarray:
     lo, hi = geometry.detector_edges()
     tol = 1e-9 * max(1.0, float(np.abs(u).max()))
     return (-u >= lo - tol) & (-u <= hi + tol)
+
+
+#: A detector counts as displaced (half-fan) when its two ends differ in distance from the
+#: centre by at least this fraction of its length (RTK's DisplacedDetectorImageFilter rule).
+DISPLACED_DETECTOR_FRACTION = 0.1
+
+
+def is_displaced_detector(geometry) -> bool:
+    """Whether the detector is offset far enough for :func:`offset_detector_weights`.
+
+    True when ``|u_lo + u_hi| >= 0.1 (u_hi - u_lo)`` for the detector's outer edges; smaller
+    offsets (a quarter-cell shift for finer sampling) keep the count-based weights.
+    """
+    lo, hi = geometry.detector_edges()
+    return abs(lo + hi) >= DISPLACED_DETECTOR_FRACTION * (hi - lo)
+
+
+def offset_detector_weights(geometry) -> np.ndarray:
+    """Wang's weights for a full rotation with a displaced detector, shape ``(detectors,)``.
+
+    G. Wang, "X-ray micro-CT with a displaced detector array", Med. Phys. 29(7), 2002. Cells
+    whose conjugate ray lands on the detector (the overlap ``|c| <= c_overlap`` around the
+    centre, ``c`` the fan angle ``gamma`` or, for parallel beams, ``u``) get
+    ``w = (1 + sin(pi/2 * c / c_overlap)) / 2``, rising from 0 at the short end to 1 at the
+    overlap's other edge, so that ``w(c) + w(-c) = 1`` for every line measured twice; the cells
+    beyond get 1 (their lines are measured once). Weighting before the ramp filter, the
+    projections then fall smoothly to zero at the short end, where the object is cut off,
+    instead of jumping from 1/2 to 0 there. For a detector offset the other way the weights
+    are mirrored; without an overlap (the detector misses the centre) they are all 1.
+    """
+    lo, hi = geometry.detector_edges()
+    if isinstance(geometry, FanGeometry):
+        c = geometry.fan_angles()
+        c_lo, c_hi = (float(g) for g in geometry.fan_angle_of(np.array([lo, hi])))
+    else:
+        c = geometry.detector_positions()
+        c_lo, c_hi = lo, hi
+    overlap = min(-c_lo, c_hi)
+    if overlap <= 0.0:
+        return np.ones(geometry.detector_count)
+    side = 1.0 if c_hi >= -c_lo else -1.0
+    t = np.clip(side * c / overlap, -1.0, 1.0)
+    return 0.5 * (1.0 + np.sin(0.5 * math.pi * t))
+
+
+def is_half_fan_scan(geometry) -> bool:
+    """A full rotation with a displaced detector (:func:`is_displaced_detector`): every line
+    is measured twice in the overlap around the centre and once beyond it."""
+    if not is_displaced_detector(geometry):
+        return False
+    return bool(np.all(_line_counts(geometry) == 1.0 + _conjugate_on_detector(geometry)[None, :]))
+
+
+def symmetric_detector_padding(geometry) -> Tuple[int, int]:
+    """Cells ``(before, after)`` that extend a displaced detector to a symmetric one.
+
+    FBP of a half-fan scan back-projects, for every pixel of the field of view, filtered values
+    on both sides of the centre; on the short side they lie beyond the detector (the filter's
+    response to the measured side), so the filtered projections are kept on the extended
+    detector (RTK pads the same way). Zero cells added on the short side; ``(0, 0)`` for a
+    centred detector.
+    """
+    lo, hi = geometry.detector_edges()
+    missing = math.ceil(abs(lo + hi) / geometry.detector_spacing - 1e-9)
+    return (missing, 0) if hi > -lo else (0, missing)
+
+
+def _padded_geometry(geometry, padding: Tuple[int, int]):
+    before, after = padding
+    if before == after == 0:
+        return geometry
+    shift = 0.5 * (after - before) * geometry.detector_spacing
+    return replace(geometry, detector_count=geometry.detector_count + before + after,
+                   detector_offset=geometry.detector_offset + shift)
 
 
 def parker_weights(geometry: FanGeometry, overscan: Optional[float] = None) -> np.ndarray:
@@ -110,8 +185,9 @@ def parker_weights(geometry: FanGeometry, overscan: Optional[float] = None) -> n
     measured again at ``(beta + pi + 2 gamma, -gamma)``; the weights of the two add up to 1.
     Angles are taken as one contiguous arc (:meth:`~operators.FanGeometry.unwrapped_angles`).
     A detector cell whose conjugate ``-gamma`` is off an offset detector gets weight 1 (its
-    lines are measured once); such half-fan scans beyond the symmetric field of view need
-    smooth offset-detector weights, which this function does not provide.
+    lines are measured once); the jump to it is not smoothed, so a short scan with a displaced
+    detector reconstructs objects beyond the symmetric field of view with ring errors (full
+    rotations get smooth weights: :func:`offset_detector_weights`).
     """
     if not isinstance(geometry, FanGeometry):
         raise TypeError(f"Parker weights need a FanGeometry, got {type(geometry).__name__}")
@@ -174,7 +250,9 @@ def redundancy_weights(geometry, short_scan: str = "auto") -> np.ndarray:
     and below ``2 pi``; otherwise count-based), ``"parker"`` (force, error if the arc is too
     short or the geometry is not a fan) or ``"none"`` (count-based: ``1 / (number of times the
     line is measured)``: 1/2 for a full scan, 1/3 and 1/4 where a scan longer than ``2 pi``
-    passes a line again, 1 where an offset detector has no conjugate cell).
+    passes a line again, 1 where an offset detector has no conjugate cell). A full rotation
+    with a displaced detector (:func:`is_half_fan_scan`) gets :func:`offset_detector_weights`
+    instead, unless ``short_scan="parker"``.
     """
     if short_scan not in ("auto", "parker", "none"):
         raise ValueError(f"short_scan must be 'auto', 'parker' or 'none', got {short_scan!r}")
@@ -184,10 +262,14 @@ def redundancy_weights(geometry, short_scan: str = "auto") -> np.ndarray:
     angles = geometry.unwrapped_angles()
     if isinstance(geometry, FanGeometry) and short_scan != "none":
         arc_endpoints = float(angles.max() - angles.min())
-        full = _arc(angles) >= 2 * math.pi - 1e-6
+        full = geometry.covers_full_rotation()
         enough = arc_endpoints >= math.pi + 2 * geometry.half_fan_angle - 1e-9
         if short_scan == "parker" or (enough and not full):
             return parker_weights(geometry)
+    if is_half_fan_scan(geometry):
+        # Smooth weights (Wang 2002) instead of the jump from 1/2 to 1 at the overlap's end.
+        return np.broadcast_to(offset_detector_weights(geometry)[None, :],
+                               geometry.sinogram_shape).copy()
     return 1.0 / _line_counts(geometry)
 
 
@@ -284,6 +366,29 @@ class SinogramWeighting(nn.Module):
         return sinogram * self.weights.to(sinogram.dtype)
 
 
+class DetectorPadding(nn.Module):
+    """Adds ``cells = (before, after)`` zero cells at the ends of the detector axis.
+
+    ``(*batch, views, detectors) -> (*batch, views, before + detectors + after)``; the identity
+    for ``(0, 0)``. Used by :class:`FBP` for half-fan scans (:func:`symmetric_detector_padding`).
+    """
+
+    def __init__(self, cells: Tuple[int, int] = (0, 0)):
+        super().__init__()
+        before, after = (int(c) for c in cells)
+        if before < 0 or after < 0:
+            raise ValueError(f"cells must be non-negative, got {cells!r}")
+        self.cells = (before, after)
+
+    def forward(self, sinogram: torch.Tensor) -> torch.Tensor:
+        if self.cells == (0, 0):
+            return sinogram
+        return torch.nn.functional.pad(sinogram, self.cells)
+
+    def extra_repr(self) -> str:
+        return f"cells={self.cells}"
+
+
 class RampFilter(nn.Module):
     """Filters each projection along the detector axis by FFT with zero padding.
 
@@ -315,6 +420,8 @@ class RampFilter(nn.Module):
         if n * 2 > self.length + 1:
             raise ValueError(f"sinogram has {n} detectors; the filter length {self.length} "
                              "is too short for zero padding")
+        if sinogram.numel() == 0:  # an empty batch (the FFT libraries refuse it)
+            return sinogram / self.spacing
         spectrum = torch.fft.rfft(sinogram, n=self.length, dim=-1)
         filtered = torch.fft.irfft(spectrum * self.response.to(sinogram.dtype), n=self.length,
                                    dim=-1)
@@ -431,6 +538,8 @@ class PixelBackprojection(RegisteredOperator):
 
     def _raw_forward(self, q: torch.Tensor) -> torch.Tensor:
         batch = q.shape[:-2]
+        if q.numel() == 0:  # an empty batch: nothing to back-project
+            return q.new_zeros(*batch, *self.range_shape)
         qb = q.reshape(-1, *self.domain_shape)
         b = qb.shape[0]
         if self.use_sparse:
@@ -447,6 +556,8 @@ class PixelBackprojection(RegisteredOperator):
 
     def _raw_adjoint(self, img: torch.Tensor) -> torch.Tensor:
         batch = img.shape[:-2]
+        if img.numel() == 0:
+            return img.new_zeros(*batch, *self.domain_shape)
         ib = img.reshape(-1, *self.range_shape)
         b = ib.shape[0]
         n_rays = self.geometry.views * self.geometry.detector_count
@@ -506,11 +617,20 @@ class FBP(nn.Module):
         self.geometry = geometry
         self.filter_name = filter
         self.check_inputs = check_inputs
-        length = (padded_length(geometry.detector_count) if padding is None
+        # A half-fan scan is filtered and back-projected on the detector extended to a
+        # symmetric one (zero cells on the short side).
+        half_fan = short_scan != "parker" and is_half_fan_scan(geometry)
+        self.detector_padding = DetectorPadding(
+            symmetric_detector_padding(geometry) if half_fan else (0, 0))
+        filtered_geometry = _padded_geometry(geometry, self.detector_padding.cells)
+        n_filtered = filtered_geometry.detector_count
+        length = (padded_length(n_filtered) if padding is None
                   else _positive_int("padding", padding))
-        if length < 2 * geometry.detector_count - 1:
+        if length < 2 * n_filtered - 1:
             raise ValueError(f"padding must be at least 2 * detector_count - 1 = "
-                             f"{2 * geometry.detector_count - 1}, got {length}")
+                             f"{2 * n_filtered - 1}, got {length}"
+                             + (f" (the half-fan scan is filtered on {n_filtered} cells)"
+                                if n_filtered != geometry.detector_count else ""))
         curved = isinstance(geometry, FanGeometry) and geometry.detector == "curved"
         if isinstance(geometry, ParallelGeometry):
             spacing = geometry.detector_spacing
@@ -521,10 +641,11 @@ class FBP(nn.Module):
         weights = cosine_weights(geometry) * redundancy_weights(geometry, short_scan)
         self.weighting = SinogramWeighting(torch.from_numpy(weights))
         self.filter = RampFilter(filter_response(filter, length, cutoff, curved, spacing,
-                                                 support=geometry.detector_count),
+                                                 support=n_filtered),
                                  length, spacing)
         # Checks its input when called on its own; FBP.forward checks once and applies it raw.
-        self.backprojection = PixelBackprojection(grid, geometry)
+        self.backprojection = PixelBackprojection(grid, filtered_geometry)
+        register_signature(self, grid, geometry)
 
     def set_trainable(self, weights: bool = False, filter: bool = False) -> "FBP":
         """Unfreeze (or freeze) the sinogram weights and the filter response. Returns self."""
@@ -536,7 +657,8 @@ class FBP(nn.Module):
         if self.check_inputs:
             check_tensor("sinogram", sinogram, self.geometry.sinogram_shape, "views, detectors",
                          self.weighting.weights.device)
-        return apply_forward(self.filter(self.weighting(sinogram)), self.backprojection)
+        filtered = self.filter(self.detector_padding(self.weighting(sinogram)))
+        return apply_forward(filtered, self.backprojection)
 
     def extra_repr(self) -> str:
         return f"filter={self.filter_name!r}, grid={self.grid!r}"

@@ -20,6 +20,7 @@ Conventions (see ``shared/CONVENTIONS.md``):
 from __future__ import annotations
 
 import math
+import warnings
 import numbers
 from dataclasses import dataclass, replace
 from typing import Tuple, Union
@@ -75,6 +76,10 @@ def _angle_tuple(angles) -> Tuple[float, ...]:
         raise ValueError("angles must contain at least one view")
     if not np.all(np.isfinite(arr)):
         raise ValueError("angles must be finite (found NaN or Inf)")
+    span = float(arr.max() - arr.min())
+    if span > 4.0 * math.pi + 1e-9:
+        warnings.warn(f"angles span {span:.4g} rad, more than two rotations; angles are in "
+                      "radians (np.deg2rad converts degrees)", UserWarning, stacklevel=5)
     return tuple(float(a) for a in arr)
 
 
@@ -258,6 +263,41 @@ class _ScanGeometry:
         out[order] = w
         return out
 
+    def scan_arc(self) -> float:
+        """Angular range (rad) the views cover, counting one view spacing for the last view.
+
+        ``2 pi`` for a full fan-beam scan of uniformly spaced views, ``pi`` for a parallel
+        ``full_scan``; computed on :meth:`unwrapped_angles`; 0 for a single view.
+        """
+        a = self.unwrapped_angles()
+        if a.size < 2:
+            return 0.0
+        return float(a.max() - a.min() + np.median(np.diff(np.sort(a))))
+
+    def covers_full_rotation(self) -> bool:
+        """Whether the views go round the whole circle (:meth:`scan_arc` >= ``2 pi``)."""
+        return self.scan_arc() >= 2.0 * math.pi - 1e-6
+
+    def fov_radius(self) -> float:
+        """Radius (mm) of the centred disk that every view covers completely.
+
+        Zero when the detector does not reach both sides of the centre.
+        """
+        lo, hi = self.line_offset_range()
+        return max(0.0, min(-lo, hi))
+
+    def scan_fov_radius(self) -> float:
+        """Radius (mm) of the centred disk every line of which the scan measures.
+
+        The same as :meth:`fov_radius`, except for a full rotation with an offset detector
+        (a half-fan scan): there each side of the detector measures the lines the other side
+        misses half a turn later, so the disk reaches the detector's far end.
+        """
+        lo, hi = self.line_offset_range()
+        if not self.covers_full_rotation() or lo > 0.0 or hi < 0.0:
+            return self.fov_radius()
+        return max(-lo, hi)
+
     def __getitem__(self, index):
         """Select views: ``geometry[::2]``, ``geometry[10:40]``, ``geometry[[0, 5, 9]]``."""
         angles = np.asarray(self.angles)
@@ -333,11 +373,10 @@ class ParallelGeometry(_ScanGeometry):
         s = np.broadcast_to(self.detector_positions()[None, :], theta.shape).copy()
         return theta, s
 
-    def fov_radius(self) -> float:
-        """Radius (mm) of the centred disk that every view covers completely."""
-        lo, hi = self.detector_edges()
-        # Covered only if the detector reaches both sides of the centre; 0 when it does not.
-        return max(0.0, min(-lo, hi))
+    def line_offset_range(self) -> Tuple[float, float]:
+        """Distances ``s`` (mm, signed) from the centre of the lines through the detector's
+        outer edges: its two ends (:meth:`detector_edges`)."""
+        return self.detector_edges()
 
     def __repr__(self) -> str:
         return (f"ParallelGeometry(angles={_short_repr_angles(self.angles)}, "
@@ -475,11 +514,12 @@ class FanGeometry(_ScanGeometry):
         r = self.source_to_isocenter
         return np.stack([-r * np.sin(beta), r * np.cos(beta)], axis=1)
 
-    def fov_radius(self) -> float:
-        """Radius (mm) of the centred disk that every view covers completely."""
+    def line_offset_range(self) -> Tuple[float, float]:
+        """Distances ``s = R sin(gamma)`` (mm, signed) from the centre of the rays through the
+        detector's outer edges (:meth:`detector_edges`)."""
         g = self.fan_angle_of(np.array(self.detector_edges()))
-        # Covered only if the fan reaches both sides of the centre; 0 when it does not.
-        return float(self.source_to_isocenter * max(0.0, min(-math.sin(g[0]), math.sin(g[1]))))
+        r = self.source_to_isocenter
+        return float(r * math.sin(g[0])), float(r * math.sin(g[1]))
 
     def __repr__(self) -> str:
         return (f"FanGeometry(angles={_short_repr_angles(self.angles)}, "

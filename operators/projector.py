@@ -19,6 +19,7 @@ from . import _custom_ops
 from ._joseph import ray_table
 from .backends import BACKENDS, make_backend, select_backend
 from .geometry import FanGeometry, ImageGrid, ParallelGeometry
+from .signature import SignatureMismatchError, register_signature
 
 __all__ = ["XRayTransform", "AdjointXRayTransform", "check_tensor"]
 
@@ -191,11 +192,12 @@ def _validate_pair(grid: ImageGrid, geometry) -> None:
             f"from the isocentre) passes through the image (radius {grid.radius:.2f} mm to its "
             "corners); the model integrates along whole lines as if it were outside",
             UserWarning, stacklevel=3)
-    if geometry.fov_radius() < grid.radius * (1 - 1e-9):
+    fov = geometry.scan_fov_radius()
+    if fov < grid.radius * (1 - 1e-9):
         warnings.warn(
-            f"the detector covers a field of view of radius {geometry.fov_radius():.2f} mm, "
-            f"smaller than the image (radius {grid.radius:.2f} mm to its corners): rays miss "
-            "part of the image, so structures there are truncated",
+            f"the scan covers a field of view of radius {fov:.2f} mm, smaller than the image "
+            f"(radius {grid.radius:.2f} mm to its corners): lines through the rest of the image "
+            "are not measured, so structures there are truncated",
             UserWarning, stacklevel=3)
 
 
@@ -246,6 +248,7 @@ class XRayTransform(RegisteredOperator):
             self._backend_for(None)  # fail now, naming the backend, if it cannot run here
         object.__setattr__(self, "_adjoint", AdjointXRayTransform(self))
         self._register_load_state_dict_pre_hook(self._check_loaded_angles)
+        register_signature(self, grid, geometry)
 
     # -- shapes and helpers ------------------------------------------------------------------
     @property
@@ -287,13 +290,17 @@ class XRayTransform(RegisteredOperator):
         key = prefix + "angles"
         if key in state_dict:
             loaded = state_dict[key]
-            if loaded.shape != self.angles.shape or not torch.allclose(
-                    loaded.to(self.angles), self.angles, rtol=0, atol=1e-12):
-                raise RuntimeError(
-                    f"state_dict[{key!r}] holds view angles of a different geometry "
-                    f"({tuple(loaded.shape)} views) than this operator "
-                    f"({tuple(self.angles.shape)}); build the operator with the geometry the "
-                    "checkpoint was made with")
+            if loaded.shape != self.angles.shape:
+                what = f"{loaded.numel()} view angles, this operator has {self.angles.numel()}"
+            elif not torch.allclose(loaded.to(self.angles), self.angles, rtol=0, atol=1e-12):
+                worst = float((loaded.to(self.angles) - self.angles).abs().max())
+                what = (f"{loaded.numel()} view angles as here, but at other values (up to "
+                        f"{worst:.3g} rad apart)")
+            else:
+                return
+            raise SignatureMismatchError(
+                f"state_dict[{key!r}] holds {what}; build the operator with the geometry the "
+                "checkpoint was made with")
 
     def _apply(self, fn, *args, **kwargs):
         # Cached matrices belong to a device/dtype; they are rebuilt lazily after a move.
@@ -301,10 +308,11 @@ class XRayTransform(RegisteredOperator):
             if hasattr(backend, "clear"):
                 backend.clear()
         # The geometry tables stay float64 whatever dtype the model is cast to (model.half()).
-        table, angles = self.ray_table, self.angles
+        table, angles, signature = self.ray_table, self.angles, self.scan_signature
         super()._apply(fn, *args, **kwargs)
         self.ray_table = table.to(self.ray_table.device)
         self.angles = angles.to(self.angles.device)
+        self.scan_signature = signature.to(self.scan_signature.device)
         return self
 
     # -- raw application (no autograd) --------------------------------------------------------

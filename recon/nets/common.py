@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from ..iterative import operator_norm
+from operators.signature import is_scan, register_signature
 
 __all__ = ["OperatorModel", "check_operator", "check_sinogram", "operator_norm",
            "NormalizedOperator", "deepcopy_sharing", "resolve_init"]
@@ -144,6 +145,9 @@ class OperatorModel(nn.Module):
         norm = operator_norm(operator, iterations=norm_iterations) if normalize_operator else 1.0
         self.register_buffer("operator_norm", torch.tensor(norm, dtype=torch.float64))
         self.register_buffer("image_scale", torch.tensor(float(image_scale), dtype=torch.float64))
+        grid, geometry = getattr(operator, "grid", None), getattr(operator, "geometry", None)
+        if is_scan(grid, geometry):  # refuse checkpoints made for another scan (checked first)
+            register_signature(self, grid, geometry)
         self._register_load_state_dict_pre_hook(self._check_loaded_norm)
 
     @property

@@ -109,7 +109,8 @@ class UNetPostProcessing(nn.Module):
     ----------
     fbp : nn.Module
         Maps sinograms ``(*batch, views, detectors)`` to images ``(*batch, H, W)``, e.g.
-        :class:`operators.FBP`; kept fixed (its parameters are frozen here).
+        :class:`operators.FBP`; kept fixed: its parameters are frozen in place
+        (``requires_grad_(False)`` on the module passed; pass a copy to keep yours trainable).
     unet : UNet
         One input and one output channel.
     image_scale : float

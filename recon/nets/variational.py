@@ -21,8 +21,12 @@ Defaults and what differs from the papers (stated): T = 10 stages and 31 RBF wei
 MRM paper; 24 real filters of 7x7 (the MRM paper uses 48 filters of 11x11 on complex images;
 ``kernel_size=11`` is available); filters zero-mean by reparametrisation (``K - mean(K)``; the
 paper projects onto zero mean and a norm ball, we leave the norm free); activations initialised
-to the linear map ``phi(z) = 0.1 z`` (a quadratic smoothness prior), ``lambda_t`` to 1 (one
-Landweber step of the normalised operator).
+to linear maps ``phi_ti(z) = s_t z`` (a quadratic smoothness prior) with the slope ``s_t``
+chosen so that the linearised regulariser ``s_t sum_i K_ti^T K_ti`` has norm
+``regularizer_init`` (0.5), ``lambda_t`` to 1 (one Landweber step of the normalised operator).
+Every untrained stage is then a stable gradient step that smooths: with a fixed slope of 0.1,
+24 unit-norm filters gave that norm about 4, and each stage amplified the finest detail
+about 3-fold instead of damping it (the untrained network turned a 23 dB FBP into 7 dB).
 """
 
 from __future__ import annotations
@@ -246,6 +250,15 @@ class VariationalNetwork(OperatorModel):
         Reparametrise each filter as ``K - mean(K)``.
     image_scale : float
         Typical image magnitude (see :class:`OperatorModel`).
+    step_init : float
+        Initial data-term step ``lambda_t`` (1.0).
+    regularizer_init : float
+        Norm of each stage's linearised regulariser ``phi_t'(0) sum_i K_ti^T K_ti`` at
+        initialisation, in ``(0, 1)`` (0.5): the activations start as linear maps of slope
+        ``regularizer_init / max_omega sum_i |K_ti(omega)|^2`` (:meth:`filter_bank_norm`), so
+        that with the data term's largest step (1) the untrained stage stays a descent step.
+    seed : int, optional
+        Seed of the random initial filters (0).
 
     Shapes
     ------
@@ -255,13 +268,15 @@ class VariationalNetwork(OperatorModel):
     def __init__(self, operator, init="fbp", stages: int = 10, filters: int = 24,
                  kernel_size: int = 7, rbf_count: int = 31, rbf_range: float = 1.0,
                  zero_mean: bool = True, image_scale: float = 1.0, step_init: float = 1.0,
-                 seed: Optional[int] = None):
+                 regularizer_init: float = 0.5, seed: Optional[int] = None):
         super().__init__(operator, image_scale=image_scale, normalize_operator=True)
         for name, v in (("stages", stages), ("filters", filters), ("kernel_size", kernel_size)):
             if not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be a positive int, got {v!r}")
         if kernel_size % 2 == 0:
             raise ValueError(f"kernel_size must be odd, got {kernel_size}")
+        if not (isinstance(regularizer_init, (int, float)) and 0 < regularizer_init < 1):
+            raise ValueError(f"regularizer_init must be in (0, 1), got {regularizer_init!r}")
         self.init = resolve_init(init, operator)
         self.stages, self.filters, self.kernel_size = stages, filters, kernel_size
         self.zero_mean = bool(zero_mean)
@@ -272,8 +287,11 @@ class VariationalNetwork(OperatorModel):
             k = k - k.mean(dim=(-2, -1), keepdim=True)
         k = k / k.flatten(2).norm(dim=-1)[..., None, None, None]
         self.kernels = nn.Parameter(k)
+        with torch.no_grad():
+            bank_norms = [float(self.filter_bank_norm(t)) for t in range(stages)]
         self.activations = nn.ModuleList(
-            [RBFActivation(filters, rbf_count, rbf_range) for _ in range(stages)])
+            [RBFActivation(filters, rbf_count, rbf_range,
+                           init_slope=regularizer_init / bank_norms[t]) for t in range(stages)])
         # lambda_t = softplus(raw): positive steps.
         raw = math.log(math.expm1(step_init))
         self.step_raw = nn.Parameter(torch.full((stages,), raw))
@@ -282,6 +300,12 @@ class VariationalNetwork(OperatorModel):
         """Filters of stage ``t``: ``(filters, 1, k, k)`` (zero-mean if ``zero_mean``)."""
         k = self.kernels[t]
         return k - k.mean(dim=(-2, -1), keepdim=True) if self.zero_mean else k
+
+    def filter_bank_norm(self, t: int, grid: int = 64) -> torch.Tensor:
+        """``max_omega sum_i |K_ti(omega)|^2``: the norm of ``sum_i K_ti^T K_ti`` (an upper
+        bound with zero padding), evaluated on a ``grid x grid`` frequency grid."""
+        spectrum = torch.fft.fft2(self.kernel(t)[:, 0].double(), s=(grid, grid))
+        return spectrum.abs().square().sum(0).max()
 
     def steps(self) -> torch.Tensor:
         """The data-term steps ``lambda_t``, shape ``(stages,)``."""

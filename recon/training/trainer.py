@@ -25,6 +25,8 @@ from torch import nn
 from torch.utils.data import Dataset
 from torch.utils.data.distributed import DistributedSampler
 
+from operators.signature import SIGNATURE_KEY, signature_differences
+
 from .batches import batch_len, check_dataset, make_loader, split_batch, to_device
 from .checkpoint import load_checkpoint, remove_stale_temporaries, save_atomic
 from .config import TrainConfig
@@ -300,7 +302,16 @@ class Trainer:
             if ckpt.get(k) != meta[k]:
                 problems.append(f"{k}: checkpoint {ckpt.get(k)!r}, now {meta[k]!r}")
         own = self.model.state_dict()
-        saved_model = ckpt.get("model", {})
+        saved_model = dict(ckpt.get("model", {}))
+        # Scan signatures are compared by content; checkpoints from before they existed have
+        # none and still resume.
+        for k in own:
+            if k.rsplit(".", 1)[-1] == SIGNATURE_KEY:
+                if k not in saved_model:
+                    saved_model[k] = own[k]
+                elif signature_differences(saved_model[k], own[k]):
+                    problems.append(f"model[{k!r}]: " + "; ".join(
+                        signature_differences(saved_model[k], own[k])))
         if set(saved_model) != set(own):
             problems.append("model parameter/buffer names differ: "
                             f"missing {sorted(set(own) - set(saved_model))[:5]}, "

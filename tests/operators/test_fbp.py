@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from operators import FBP, FanGeometry, ImageGrid, ParallelGeometry, disk, shepp_logan
-from operators.fbp import (filter_response, naive_ramp_response, padded_length, parker_weights,
-                           ram_lak_kernel, redundancy_weights)
+from operators.fbp import (filter_response, is_half_fan_scan, naive_ramp_response, padded_length,
+                           parker_weights, ram_lak_kernel, redundancy_weights,
+                           symmetric_detector_padding)
 
 GRID = ImageGrid(shape=(96, 96), spacing=(1.0, 1.0))
 
@@ -200,20 +201,79 @@ def test_a_scan_written_modulo_two_pi_gets_the_weights_of_its_arc(detector):
 
 
 def test_offset_detector_cells_without_a_conjugate_count_once():
-    """A 60 mm offset: cells whose -u is off the detector measure their lines once (weight 1)."""
-    full = FanGeometry.full_scan(360, 101, 2.0, 300.0, 600.0, detector_offset=60.0)
+    """Offsets below 10 % of the detector (RTK's rule): cells whose -u is off the detector
+    measure their lines once (weight 1), the others twice (1/2); Parker weights keep the
+    lone cells at 1 whatever the offset."""
+    full = FanGeometry.full_scan(360, 101, 2.0, 300.0, 600.0, detector_offset=6.0)
     u = full.detector_positions()
     alone = -u < u.min() - 1.0
     w = redundancy_weights(full)
-    assert alone.sum() == 60 and np.allclose(w[:, alone], 1.0) and np.allclose(w[:, ~alone], 0.5)
+    assert alone.sum() == 6 and np.allclose(w[:, alone], 1.0) and np.allclose(w[:, ~alone], 0.5)
     short = FanGeometry.short_scan(400, 101, 2.0, 300.0, 600.0, detector_offset=60.0)
-    assert np.allclose(parker_weights(short)[:, alone], 1.0)
+    u = short.detector_positions()
+    assert np.allclose(parker_weights(short)[:, -u < u.min() - 1.0], 1.0)
     par = ParallelGeometry(angles=tuple(np.arange(360) * 2 * math.pi / 360), detector_count=101,
-                           detector_offset=30.0)
+                           detector_offset=4.0)
     u = par.detector_positions()
     alone = -u < u.min() - 0.5
+    assert alone.sum() == 8
     assert np.allclose(redundancy_weights(par)[:, alone], 1.0)
     assert np.allclose(redundancy_weights(par)[:, ~alone], 0.5)
+
+
+def test_half_fan_weights_are_smooth_and_pair_to_one():
+    """A 60 mm offset of a 202 mm detector (Wang 2002): 0 at the short end rising smoothly to
+    1, the weights of u and -u summing to 1, and 1 where -u is off the detector."""
+    for geom in (FanGeometry.full_scan(360, 101, 2.0, 300.0, 600.0, detector_offset=60.0),
+                 FanGeometry.full_scan(360, 101, 2.0, 300.0, 600.0, "curved",
+                                       detector_offset=-60.0),
+                 ParallelGeometry(angles=tuple(np.arange(360) * 2 * math.pi / 360),
+                                  detector_count=101, detector_spacing=2.0,
+                                  detector_offset=60.0)):
+        assert is_half_fan_scan(geom)
+        w = redundancy_weights(geom)
+        assert np.array_equal(w, np.broadcast_to(w[0], w.shape))
+        w, u = w[0], geom.detector_positions()
+        pairs = [(i, int(np.flatnonzero(np.isclose(u, -u[i]))[0]))
+                 for i in range(u.size) if np.isclose(u, -u[i]).any()]
+        assert len(pairs) == 41
+        assert all(abs(w[i] + w[j] - 1) < 1e-12 for i, j in pairs)
+        overlap = np.array([i for i, _ in pairs])
+        assert np.all(np.delete(w, overlap) == 1.0)
+        rising = w if geom.detector_offset > 0 else w[::-1]
+        assert rising[0] < 1e-3 and np.all(np.diff(rising) >= 0)
+
+
+@pytest.mark.parametrize("geom", [
+    FanGeometry.full_scan(360, 101, 2.0, 300.0, 600.0, "flat", detector_offset=60.0),
+    FanGeometry.full_scan(360, 101, 2.0, 300.0, 600.0, "curved", detector_offset=-60.0),
+    ParallelGeometry(angles=tuple(np.arange(360) * 2 * math.pi / 360), detector_count=101,
+                     detector_spacing=1.0, detector_offset=22.0),
+], ids=["fan-flat", "fan-curved-mirrored", "parallel-2pi"])
+def test_half_fan_fbp_recovers_a_disk_wider_than_the_overlap(geom):
+    """Every view sees only part of the 35 mm disk (overlap 20-28 mm); smooth weights and the
+    filtered projections kept on a symmetric detector recover it within 0.5 % everywhere
+    (before: +59 % on average)."""
+    lo, hi = geom.line_offset_range()
+    assert min(-lo, hi) < 30.0 and geom.scan_fov_radius() >= GRID.radius
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the scan covers the grid: no field-of-view warning
+        fbp = FBP(GRID, geom)
+    assert sum(fbp.detector_padding.cells) == symmetric_detector_padding(geom)[0] + \
+        symmetric_detector_padding(geom)[1] > 0
+    rec = fbp(disk(35.0, 0.02).sinogram(geom))
+    x, y = GRID.meshgrid()
+    inner = torch.from_numpy(np.hypot(x, y) < 27.0)
+    # The jump of count-based weights (1/2 -> 1) leaves rings of 1-3 % around the overlap.
+    assert float((rec[inner] / 0.02 - 1).abs().max()) < 0.005
+
+
+def test_centred_and_short_scans_are_not_padded():
+    for geom in (FanGeometry.full_scan(60, 101, 2.0, 300.0, 600.0, detector_offset=6.0),
+                 FanGeometry.short_scan(60, 101, 2.0, 300.0, 600.0, detector_offset=60.0),
+                 ParallelGeometry.full_scan(30, 101, 1.0, detector_offset=30.0)):
+        assert not is_half_fan_scan(geom)
+        assert FBP(ImageGrid((16, 16)), geom).detector_padding.cells == (0, 0)
 
 
 def test_parker_weights_vanish_beyond_the_stated_overscan():
@@ -235,3 +295,18 @@ def test_a_wide_curved_fan_with_long_padding_keeps_a_finite_filter():
     x, y = grid.meshgrid()
     inner = torch.from_numpy(np.hypot(x, y) < 12)
     assert abs(float(rec[inner].mean()) / 0.02 - 1) < 0.01
+
+
+@pytest.mark.parametrize("sparse", [True, False])
+def test_an_empty_batch_gives_an_empty_reconstruction(sparse):
+    """As for the projector: no FFT of zero rows (MKL refuses it), gradients of the right shape."""
+    geom = FanGeometry.full_scan(36, 101, 2.0, 300.0, 600.0, detector_offset=60.0)
+    fbp = FBP(ImageGrid((16, 16)), geom)
+    fbp.backprojection.use_sparse = sparse
+    y = torch.rand(0, *geom.sinogram_shape, requires_grad=True)
+    out = fbp(y)
+    assert out.shape == (0, 16, 16)
+    out.sum().backward()
+    assert y.grad.shape == y.shape
+    assert fbp(torch.rand(2, 0, *geom.sinogram_shape)).shape == (2, 0, 16, 16)
+    assert fbp.backprojection.adjoint(torch.rand(0, 16, 16)).shape == (0, 36, 101 + 60)

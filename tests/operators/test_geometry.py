@@ -1,4 +1,5 @@
 import math
+import warnings
 from dataclasses import FrozenInstanceError
 
 import numpy as np
@@ -55,6 +56,26 @@ def test_fov_radius_is_zero_when_the_detector_misses_the_centre(offset, expected
     fan_expected = 100.0 * max(0.0, min(-math.sin(lo), math.sin(hi)))
     assert f.fov_radius() == pytest.approx(fan_expected, abs=1e-12)
     assert (f.fov_radius() == 0.0) == (expected == 0.0)
+
+
+@pytest.mark.parametrize("offset, every_view, scan", [(0.0, 5.0, 5.0), (2.0, 3.0, 7.0),
+                                                      (-2.0, 3.0, 7.0), (5.0, 0.0, 10.0),
+                                                      (6.0, 0.0, 0.0)])
+def test_a_full_rotation_reaches_the_far_end_of_an_offset_detector(offset, every_view, scan):
+    """Half-fan: over 2 pi each side measures what the other misses, so the scan's disk reaches
+    the far edge (as long as the detector touches the centre); a half rotation does not."""
+    full = ParallelGeometry(angles=tuple(np.arange(8) * math.pi / 4), detector_count=10,
+                            detector_offset=offset)
+    assert full.covers_full_rotation() and full.scan_arc() == pytest.approx(2 * math.pi)
+    assert full.fov_radius() == pytest.approx(every_view, abs=1e-12)
+    assert full.scan_fov_radius() == pytest.approx(scan, abs=1e-12)
+    half = ParallelGeometry.full_scan(4, 10, 1.0, detector_offset=offset)
+    assert not half.covers_full_rotation()
+    assert half.scan_fov_radius() == pytest.approx(every_view, abs=1e-12)
+    f = FanGeometry.full_scan(16, 10, 1.0, 100.0, 200.0, detector_offset=offset)
+    lo, hi = f.line_offset_range()
+    assert hi == pytest.approx(100.0 * math.sin(math.atan((5.0 + offset) / 200.0)))
+    assert f.scan_fov_radius() == pytest.approx(max(-lo, hi) if scan else 0.0, abs=1e-12)
 
 
 @pytest.mark.parametrize("start, error", [("a", TypeError), (float("nan"), ValueError)])
@@ -130,3 +151,12 @@ def test_grid_validation():
     g = ImageGrid(shape=(4, 5), spacing=(2.0, 1.0))
     assert np.allclose(g.x_coordinates(), [-2, -1, 0, 1, 2])
     assert np.allclose(g.y_coordinates(), [3, 1, -1, -3])
+
+
+def test_angles_spanning_more_than_two_rotations_warn_of_degrees():
+    with pytest.warns(UserWarning, match="angles are in radians"):
+        ParallelGeometry(angles=list(range(180)), detector_count=10)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        FanGeometry(angles=tuple(np.linspace(0, 3 * math.pi, 90)), detector_count=10,
+                    detector_spacing=1.0, source_to_isocenter=100.0, source_to_detector=200.0)

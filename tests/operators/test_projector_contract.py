@@ -1,15 +1,19 @@
 """The operator contract over every configuration of the registry (STYLE.md 6-7)."""
 
+import io
+import re
 import warnings
+from dataclasses import replace
 
 import pytest
 import torch
 
-from operators import XRayTransform
+from operators import (FanGeometry, ImageGrid, ParallelGeometry, SignatureMismatchError,
+                       XRayTransform)
 
 from .registry import OPERATOR_IDS, build
 
-warnings.filterwarnings("ignore", message="the detector covers")
+warnings.filterwarnings("ignore", message="the scan covers")
 
 
 def make(op_id, **kw):
@@ -125,8 +129,38 @@ def test_state_dict_round_trip_and_geometry_guard():
     x = rand((1, *a.domain_shape))
     assert torch.allclose(a(x), b(x), atol=1e-12)
     other = make("parallel-limited-odd-sparse")
-    with pytest.raises(RuntimeError, match="different geometry"):
+    with pytest.raises(RuntimeError, match="holds 13 view angles, this operator has 9"):
         other.load_state_dict(a.state_dict())
+
+
+def test_a_state_dict_names_the_scan_it_was_made_for():
+    """Any change of grid or geometry is refused by name, through torch.save and a
+    weights-only load; a state_dict from before signatures (no extra state) still loads."""
+    grid = ImageGrid(shape=(12, 13))
+    geom = ParallelGeometry.full_scan(9, 21, 1.0)
+    a = XRayTransform(grid, geom)
+    buf = io.BytesIO()
+    torch.save(a.state_dict(), buf)
+    buf.seek(0)
+    state = torch.load(buf, weights_only=True)
+    XRayTransform(grid, geom, backend="torch").load_state_dict(state)
+    fan = FanGeometry(angles=geom.angles, detector_count=21, detector_spacing=1.0,
+                      source_to_isocenter=100.0, source_to_detector=200.0)
+    for field, grid_b, geom_b in [
+            ("detector_spacing: checkpoint 1, here 1.1", grid, replace(geom, detector_spacing=1.1)),
+            ("detector_offset: checkpoint 0, here 0.5", grid, replace(geom, detector_offset=0.5)),
+            ("grid_spacing_x: checkpoint 1, here 0.9",
+             ImageGrid(shape=(12, 13), spacing=(1.0, 0.9)), geom),
+            ("fan_beam: checkpoint 0, here 1", grid, fan)]:
+        with pytest.raises(SignatureMismatchError, match=re.escape(field)):
+            XRayTransform(grid_b, geom_b).load_state_dict(state)
+    assert all(torch.is_tensor(v) for v in state.values())  # safetensors and the like work
+    half = XRayTransform(grid, geom).half()  # keeps its float64 tables and signature
+    assert half.scan_signature.dtype == torch.float64
+    legacy = {k: v for k, v in state.items() if k != "scan_signature"}
+    XRayTransform(grid, geom).load_state_dict(legacy)
+    with pytest.raises(SignatureMismatchError, match="at other values"):  # as at that time
+        XRayTransform(grid, geom[::-1]).load_state_dict(legacy)
 
 
 def test_to_device_moves_adjoint_and_keeps_results():

@@ -208,6 +208,31 @@ def _fit_primal_dual(out, **cfg_kw):
     return model, Trainer(model, None, data, data, cfg, out).fit()
 
 
+def test_resume_checks_the_scan_and_accepts_checkpoints_without_a_signature(tmp_path):
+    """A run of a network for another detector spacing (same layer shapes) is refused by
+    name; a checkpoint written before scan signatures existed resumes."""
+    from operators import ImageGrid, ParallelGeometry, XRayTransform
+    from recon.nets import LearnedPrimalDual
+
+    model, res = _fit_primal_dual(tmp_path / "run", epochs=1)
+    ckpt_path = tmp_path / "run" / "checkpoint.pt"
+    ckpt = torch.load(ckpt_path, weights_only=True)
+    assert "scan_signature" in ckpt["model"]
+    data = TensorDataset(torch.rand(16, 12, 23), torch.rand(16, 16, 16))
+    cfg = TrainConfig(batch_size=8, lr=1e-3, seed=0, progress=False, device="cpu", epochs=1)
+    other = XRayTransform(ImageGrid(shape=(16, 16)), ParallelGeometry.full_scan(
+        views=12, detector_count=23, detector_spacing=1.5))
+    with pytest.raises(RuntimeError, match="detector_spacing: checkpoint 1, here 1.5"):
+        Trainer(LearnedPrimalDual(other, n_iter=2, width=8, seed=0), None, data, data, cfg,
+                tmp_path / "run").fit()
+    for key in ("model", "best_model"):
+        del ckpt[key]["scan_signature"]
+    torch.save(ckpt, ckpt_path)
+    again = Trainer(LearnedPrimalDual(model.operator, n_iter=2, width=8, seed=0), None, data,
+                    data, cfg, tmp_path / "run").fit()
+    assert again.resumed_from_epoch == 1
+
+
 @pytest.mark.skipif(not shutil.which(os.environ.get("CXX", "") or "g++"),
                     reason="Inductor on the CPU needs a C++ compiler")
 @pytest.mark.skipif(not HAVE_CUSTOM_OPS, reason="compiling the operators needs torch >= 2.4")
