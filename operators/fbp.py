@@ -45,8 +45,8 @@ from .backends import SPARSE_MEMORY_BUDGET
 from .backends.sparse import MatrixCache, csr_pair
 from .geometry import (FanGeometry, ImageGrid, ParallelGeometry, _finite_float,
                        _positive_int)
-from .projector import (RegisteredOperator, _validate_pair, apply_adjoint, apply_forward,
-                        check_tensor)
+from .projector import (_HALF_DTYPES, RegisteredOperator, _validate_pair, apply_adjoint,
+                        apply_forward, check_tensor)
 from .signature import register_signature
 
 __all__ = [
@@ -144,6 +144,11 @@ def is_half_fan_scan(geometry) -> bool:
     if not is_displaced_detector(geometry):
         return False
     return bool(np.all(_line_counts(geometry) == 1.0 + _conjugate_on_detector(geometry)[None, :]))
+
+
+def _half_fan_weighting(geometry, short_scan: str) -> bool:
+    """Whether :func:`redundancy_weights` gives Wang's weights (and FBP pads the detector)."""
+    return short_scan != "parker" and is_half_fan_scan(geometry)
 
 
 def symmetric_detector_padding(geometry) -> Tuple[int, int]:
@@ -266,7 +271,7 @@ def redundancy_weights(geometry, short_scan: str = "auto") -> np.ndarray:
         enough = arc_endpoints >= math.pi + 2 * geometry.half_fan_angle - 1e-9
         if short_scan == "parker" or (enough and not full):
             return parker_weights(geometry)
-    if is_half_fan_scan(geometry):
+    if _half_fan_weighting(geometry, short_scan):
         # Smooth weights (Wang 2002) instead of the jump from 1/2 to 1 at the overlap's end.
         return np.broadcast_to(offset_detector_weights(geometry)[None, :],
                                geometry.sinogram_shape).copy()
@@ -603,7 +608,9 @@ class FBP(nn.Module):
 
     Shapes: ``(*batch, views, detectors)`` line integrals -> ``(*batch, H, W)`` in the units of
     the image (1/mm). ``fbp.weighting.weights``, ``fbp.filter.response`` are frozen parameters;
-    ``fbp.set_trainable(weights=True, filter=True)`` makes them trainable.
+    ``fbp.set_trainable(weights=True, filter=True)`` makes them trainable. For a half-fan scan
+    (:func:`is_half_fan_scan`) the filter and ``fbp.backprojection`` work on the detector
+    extended by ``fbp.detector_padding``.
     """
 
     def __init__(self, grid: ImageGrid, geometry, filter: str = "ram-lak", cutoff: float = 1.0,
@@ -619,9 +626,9 @@ class FBP(nn.Module):
         self.check_inputs = check_inputs
         # A half-fan scan is filtered and back-projected on the detector extended to a
         # symmetric one (zero cells on the short side).
-        half_fan = short_scan != "parker" and is_half_fan_scan(geometry)
         self.detector_padding = DetectorPadding(
-            symmetric_detector_padding(geometry) if half_fan else (0, 0))
+            symmetric_detector_padding(geometry) if _half_fan_weighting(geometry, short_scan)
+            else (0, 0))
         filtered_geometry = _padded_geometry(geometry, self.detector_padding.cells)
         n_filtered = filtered_geometry.detector_count
         length = (padded_length(n_filtered) if padding is None
@@ -656,9 +663,13 @@ class FBP(nn.Module):
     def forward(self, sinogram: torch.Tensor) -> torch.Tensor:
         if self.check_inputs:
             check_tensor("sinogram", sinogram, self.geometry.sinogram_shape, "views, detectors",
-                         self.weighting.weights.device)
-        filtered = self.filter(self.detector_padding(self.weighting(sinogram)))
-        return apply_forward(filtered, self.backprojection)
+                         self.weighting.weights.device, allow_half=True)
+        # Half precision is computed in float32 (FFTs have no bfloat16) and returned as given.
+        half = sinogram.dtype in _HALF_DTYPES
+        x = sinogram.float() if half else sinogram
+        filtered = self.filter(self.detector_padding(self.weighting(x)))
+        out = apply_forward(filtered, self.backprojection)
+        return out.to(sinogram.dtype) if half else out
 
     def extra_repr(self) -> str:
         return f"filter={self.filter_name!r}, grid={self.grid!r}"

@@ -20,8 +20,8 @@ Conventions (see ``shared/CONVENTIONS.md``):
 from __future__ import annotations
 
 import math
-import warnings
 import numbers
+import warnings
 from dataclasses import dataclass, replace
 from typing import Tuple, Union
 

@@ -561,6 +561,9 @@ def tv_pdhg(A, y: torch.Tensor, lam: float, iterations: int, nonneg: bool = True
         Regularisation weight ``>= 0``, in the units of ``y^2 / x`` (``lam = 0`` is least squares,
         non-negative if ``nonneg``). It scales with the data: for the same image and data,
         pixel size ``h`` (``A ~ h``) and image scale ``c`` the equivalent weight is ``c h^2 lam``.
+        No value fits all data: choose it on validation images (``experiments/baselines.py``
+        searches ``tv_lams`` on a validation split and transfers the winner by this scaling);
+        too small a weight shows as PSNR falling with more iterations (noise fitted).
     nonneg : bool
         Constrain ``x >= 0``.
     tol : float, optional

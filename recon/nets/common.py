@@ -30,8 +30,9 @@ import warnings
 import torch
 from torch import nn
 
-from ..iterative import operator_norm
 from operators.signature import is_scan, register_signature
+
+from ..iterative import operator_norm
 
 __all__ = ["OperatorModel", "check_operator", "check_sinogram", "operator_norm",
            "NormalizedOperator", "deepcopy_sharing", "resolve_init"]

@@ -309,9 +309,9 @@ class Trainer:
             if k.rsplit(".", 1)[-1] == SIGNATURE_KEY:
                 if k not in saved_model:
                     saved_model[k] = own[k]
-                elif signature_differences(saved_model[k], own[k]):
-                    problems.append(f"model[{k!r}]: " + "; ".join(
-                        signature_differences(saved_model[k], own[k])))
+                else:
+                    problems += [f"model[{k!r}] {d}"
+                                 for d in signature_differences(saved_model[k], own[k])]
         if set(saved_model) != set(own):
             problems.append("model parameter/buffer names differ: "
                             f"missing {sorted(set(own) - set(saved_model))[:5]}, "

@@ -42,10 +42,13 @@ def test_half_precision_is_computed_in_float32_and_returned_in_its_dtype(dtype):
         assert float(((out.float() - exact).abs() / exact.abs().clamp_min(1e-6)).max()) <= unit
 
 
-def test_fbp_layers_still_refuse_half_precision():
+def test_the_back_projection_layer_alone_refuses_half_precision():
+    """FBP computes half precision in float32 (test_fbp.py); its layer on its own does not."""
     from operators import FBP
+    fbp = FBP(GRID, GEOM)
+    assert fbp(torch.zeros(5, 13, dtype=torch.float16)).dtype == torch.float16
     with pytest.raises(TypeError, match="sinogram has half-precision"):
-        FBP(GRID, GEOM)(torch.zeros(5, 13, dtype=torch.float16))
+        fbp.backprojection(torch.zeros(5, 13, dtype=torch.float16))
 
 
 def test_adjoint_rejects_wrong_sinogram():

@@ -310,3 +310,18 @@ def test_an_empty_batch_gives_an_empty_reconstruction(sparse):
     assert y.grad.shape == y.shape
     assert fbp(torch.rand(2, 0, *geom.sinogram_shape)).shape == (2, 0, 16, 16)
     assert fbp.backprojection.adjoint(torch.rand(0, 16, 16)).shape == (0, 36, 101 + 60)
+
+
+@pytest.mark.parametrize("dtype, tol", [(torch.float16, 2e-3), (torch.bfloat16, 1e-2)])
+def test_half_precision_sinograms_are_reconstructed_in_float32(dtype, tol):
+    """Like the projector pair: half precision in, the same dtype out, computed in float32."""
+    geom = ParallelGeometry.full_scan(60, 47, 1.0)
+    fbp = FBP(ImageGrid((32, 32)), geom)
+    y = disk(12.0, 0.5).sinogram(geom, dtype=torch.float32)
+    ref = fbp(y)
+    y_half = y.to(dtype).requires_grad_()
+    out = fbp(y_half)
+    assert out.dtype == dtype
+    assert float((out.float() - ref).norm() / ref.norm()) < tol
+    out.float().sum().backward()
+    assert y_half.grad.dtype == dtype and torch.isfinite(y_half.grad.float()).all()
