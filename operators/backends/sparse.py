@@ -56,7 +56,8 @@ def _build(table: torch.Tensor, grid: ImageGrid, dtype: torch.dtype,
     flat_table = table.reshape(4, n_rays).to("cpu")
     # Peak memory: the chunks' non-zeros are kept in the final index and value types (int32
     # columns, ``dtype`` values: each weight is computed in float64 and rounded once) and
-    # released as they are placed, so the build holds about 1.5x the finished pair.
+    # released as they are placed; the transpose allocates only its result, so the build peaks
+    # at about 1.1x the finished pair (benchmarks/memory.py --backend sparse).
     col_dtype = torch.int32 if n_pix < 2**31 - 1 else torch.int64
     counts = torch.zeros(n_rays, dtype=torch.int64)
     pieces = []
