@@ -85,8 +85,13 @@ def call_raw(op, method: str, t: torch.Tensor) -> torch.Tensor:
     are read as stored by the Triton kernels, or computed in float32 by the CPU backends).
     Inside ``torch.autocast`` the backends' matrix products would otherwise be cast to the
     autocast dtype (the sparse CPU backend has no bfloat16 product at all), so autocast is
-    switched off around the call; the caller's autocast region goes on around it.
+    switched off around the call; the caller's autocast region goes on around it. An empty
+    batch gives an empty result without reaching the operator (its backends reshape with -1,
+    and FFT libraries refuse empty inputs).
     """
+    if t.numel() == 0:
+        out_shape = op.range_shape if method == "_raw_forward" else op.domain_shape
+        return t.new_zeros(*t.shape[:-2], *out_shape)
     if _autocast_on(t.device.type):
         with torch.autocast(device_type=t.device.type, enabled=False):
             return getattr(op, method)(t)

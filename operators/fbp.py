@@ -543,8 +543,6 @@ class PixelBackprojection(RegisteredOperator):
 
     def _raw_forward(self, q: torch.Tensor) -> torch.Tensor:
         batch = q.shape[:-2]
-        if q.numel() == 0:  # an empty batch: nothing to back-project
-            return q.new_zeros(*batch, *self.range_shape)
         qb = q.reshape(-1, *self.domain_shape)
         b = qb.shape[0]
         if self.use_sparse:
@@ -561,8 +559,6 @@ class PixelBackprojection(RegisteredOperator):
 
     def _raw_adjoint(self, img: torch.Tensor) -> torch.Tensor:
         batch = img.shape[:-2]
-        if img.numel() == 0:
-            return img.new_zeros(*batch, *self.domain_shape)
         ib = img.reshape(-1, *self.range_shape)
         b = ib.shape[0]
         n_rays = self.geometry.views * self.geometry.detector_count

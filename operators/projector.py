@@ -317,8 +317,6 @@ class XRayTransform(RegisteredOperator):
 
     # -- raw application (no autograd) --------------------------------------------------------
     def _apply_backend(self, method: str, t: torch.Tensor, shape, out_shape) -> torch.Tensor:
-        if t.numel() == 0:  # an empty batch: nothing to project (backends reshape with -1)
-            return t.new_zeros(*t.shape[:-2], *out_shape)
         backend = self._backend_for(t.device)
         tb = t.reshape(-1, *shape).contiguous()
         if t.dtype in _HALF_DTYPES and not getattr(backend, "supports_half", False):
