@@ -1,4 +1,4 @@
-"""The learned-filter and trainable-fbp experiments run at their tiny presets (CI)."""
+"""The fbp-demo, learned-filter and trainable-fbp experiments run at their tiny presets (CI)."""
 
 import dataclasses
 import json
@@ -7,7 +7,9 @@ import math
 import pytest
 import torch
 
-from experiments import learned_filter, registry, trainable_fbp
+from experiments import fbp_demo, learned_filter, registry, trainable_fbp
+from operators import ImageGrid
+from operators.fbp import is_half_fan_scan
 from experiments.common import to_jsonable
 
 CPU = torch.device("cpu")
@@ -72,3 +74,19 @@ def test_trainable_fbp_geometries_and_bad_config():
         trainable_fbp.run({}, None, device=CPU, seeds=[0])
     with pytest.raises(ValueError, match="seeds"):
         learned_filter.run(learned_filter.PRESETS["tiny"], "unused", device=CPU, seeds=[])
+
+
+def test_fbp_demo_tiny_recovers_the_disk_in_every_geometry_half_fan_included(tmp_path):
+    """The half-fan geometry sees only part of the disk in every view (its per-view field of
+    view is smaller than the disk), yet FBP recovers it like the others (before Wang's weights
+    and the symmetric detector: twice its value)."""
+    cfg = fbp_demo.PRESETS["tiny"]
+    half_fan = fbp_demo.geometries(cfg)["fan flat half-fan"]
+    grid = ImageGrid((cfg.size, cfg.size), (cfg.pixel, cfg.pixel))
+    assert is_half_fan_scan(half_fan) and half_fan.scan_fov_radius() >= grid.radius
+    assert half_fan.fov_radius() < 0.8 * 0.45 * cfg.size * cfg.pixel  # the disk's radius
+    metrics = fbp_demo.run(cfg, tmp_path, device=CPU)
+    _check_claims(metrics)
+    assert len(metrics["geometries"]) == 5
+    assert all(c["held"] for c in metrics["claims"])
+    assert metrics["geometries"]["fan flat half-fan"]["disk_max_deviation"] < 0.02

@@ -192,6 +192,7 @@ def test_untrained_vn_stages_are_stable_smoothing_steps(setup, regularizer_init)
                 norm, v = float(r.norm() / v.norm()), r
         assert norm == pytest.approx(regularizer_init, rel=0.06)
         assert norm <= regularizer_init * 1.06
+        assert 0.1 * float(vn.filter_bank_norm(t)) > 2.0  # the former slope: not a descent step
         checker = 1e-3 * (-1.0) ** (torch.arange(64)[:, None] + torch.arange(64)[None, :])
         checker = checker.reshape(1, 1, 64, 64).double()
         with torch.no_grad():
