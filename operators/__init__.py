@@ -6,13 +6,15 @@ Public surface (see ``shared/CONVENTIONS.md``): :class:`ImageGrid`, :class:`Para
 """
 
 from .fbp import FBP
-from .geometry import FanGeometry, ImageGrid, ParallelGeometry, uniform_angles
+from .geometry import (FanGeometry, FieldOfViewWarning, GeometryWarning, ImageGrid,
+                       ParallelGeometry, uniform_angles)
 from .phantoms import Ellipse, EllipsePhantom, disk, shepp_logan
 from .projector import AdjointXRayTransform, XRayTransform
 from .signature import SignatureMismatchError
 
 __all__ = [
     "ImageGrid", "ParallelGeometry", "FanGeometry", "uniform_angles",
+    "GeometryWarning", "FieldOfViewWarning",
     "XRayTransform", "AdjointXRayTransform", "FBP",
     "Ellipse", "EllipsePhantom", "disk", "shepp_logan", "SignatureMismatchError",
 ]

@@ -32,8 +32,25 @@ __all__ = [
     "ParallelGeometry",
     "FanGeometry",
     "Geometry",
+    "GeometryWarning",
+    "FieldOfViewWarning",
     "uniform_angles",
 ]
+
+
+class GeometryWarning(UserWarning):
+    """A scan set-up that runs but is probably not what was meant (angles given in degrees, a
+    detector inside the image, an image larger than the scanned field of view).
+
+    Silence one kind with ``warnings.simplefilter("ignore", operators.FieldOfViewWarning)``,
+    all of them with ``operators.GeometryWarning``.
+    """
+
+
+class FieldOfViewWarning(GeometryWarning):
+    """The image reaches beyond the scan's field of view (usually its corners, as with ``N``
+    detectors of one pixel for ``N x N`` pixels): lines through that part are not measured.
+    Harmless when the object lies inside the field-of-view circle."""
 
 
 def _positive_float(name: str, value) -> float:
@@ -79,7 +96,7 @@ def _angle_tuple(angles) -> Tuple[float, ...]:
     span = float(arr.max() - arr.min())
     if span > 4.0 * math.pi + 1e-9:
         warnings.warn(f"angles span {span:.4g} rad, more than two rotations; angles are in "
-                      "radians (np.deg2rad converts degrees)", UserWarning, stacklevel=5)
+                      "radians (np.deg2rad converts degrees)", GeometryWarning, stacklevel=5)
     return tuple(float(a) for a in arr)
 
 

@@ -18,7 +18,8 @@ from torch import nn
 from . import _custom_ops
 from ._joseph import ray_table
 from .backends import BACKENDS, make_backend, select_backend
-from .geometry import FanGeometry, ImageGrid, ParallelGeometry
+from .geometry import (FanGeometry, FieldOfViewWarning, GeometryWarning, ImageGrid,
+                       ParallelGeometry)
 from .signature import SignatureMismatchError, register_signature
 
 __all__ = ["XRayTransform", "AdjointXRayTransform", "check_tensor"]
@@ -191,14 +192,16 @@ def _validate_pair(grid: ImageGrid, geometry) -> None:
             f"the detector ({geometry.source_to_detector - geometry.source_to_isocenter:.2f} mm "
             f"from the isocentre) passes through the image (radius {grid.radius:.2f} mm to its "
             "corners); the model integrates along whole lines as if it were outside",
-            UserWarning, stacklevel=3)
+            GeometryWarning, stacklevel=3)
     fov = geometry.scan_fov_radius()
     if fov < grid.radius * (1 - 1e-9):
         warnings.warn(
             f"the scan covers a field of view of radius {fov:.2f} mm, smaller than the image "
             f"(radius {grid.radius:.2f} mm to its corners): lines through the rest of the image "
-            "are not measured, so structures there are truncated",
-            UserWarning, stacklevel=3)
+            "are not measured, so structures there are truncated (harmless when the object "
+            "lies inside that circle; warnings.simplefilter('ignore', "
+            "operators.FieldOfViewWarning) silences this)",
+            FieldOfViewWarning, stacklevel=3)
 
 
 class XRayTransform(RegisteredOperator):

@@ -332,8 +332,10 @@ class Trainer:
         resume : bool
             ``True`` (default): continue the run saved in ``out_dir/checkpoint.pt`` (a finished
             run returns its result at once); it must come from the same trajectory config,
-            dataset sizes and model, else ``RuntimeError`` lists the differences. ``False``:
-            ignore and overwrite any checkpoint.
+            dataset sizes and model, else ``RuntimeError`` lists the differences. A run
+            with more epochs or steps is another trajectory (the cosine schedule spans the
+            planned steps): train on in a new ``out_dir`` after :func:`load_weights` from
+            ``best.pt``. ``False``: ignore and overwrite any checkpoint.
 
         Returns
         -------
@@ -396,10 +398,17 @@ class Trainer:
             ckpt = load_checkpoint(self.checkpoint_path)
             problems = self._consistency(ckpt, meta)
             if problems:
+                # The cosine schedule spans the planned steps, so a longer run is another
+                # trajectory: it starts afresh, from the trained weights if wanted.
+                longer = all(p.split(":")[0] in ("config.epochs", "config.max_steps",
+                                                 "planned_steps") for p in problems)
                 raise RuntimeError(
                     f"{str(self.checkpoint_path)!r} belongs to a different run and cannot be "
                     "resumed (" + "; ".join(problems) + "); use another out_dir, delete the "
-                    "checkpoint, or call fit(resume=False) to overwrite it")
+                    "checkpoint, or call fit(resume=False) to overwrite it"
+                    + ("; to train on from these weights, start a run in another out_dir "
+                       "after recon.train.load_weights(model, "
+                       f"{str(self.best_path)!r})" if longer else ""))
             model.load_state_dict(ckpt["model"])
             optimizer.load_state_dict(ckpt["optimizer"])
             scheduler.load_state_dict(ckpt["scheduler"])

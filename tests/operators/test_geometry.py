@@ -5,7 +5,7 @@ from dataclasses import FrozenInstanceError
 import numpy as np
 import pytest
 
-from operators import FanGeometry, ImageGrid, ParallelGeometry, uniform_angles
+from operators import FanGeometry, GeometryWarning, ImageGrid, ParallelGeometry, uniform_angles
 
 
 def fan(**kw):
@@ -154,7 +154,7 @@ def test_grid_validation():
 
 
 def test_angles_spanning_more_than_two_rotations_warn_of_degrees():
-    with pytest.warns(UserWarning, match="angles are in radians"):
+    with pytest.warns(GeometryWarning, match="angles are in radians"):
         ParallelGeometry(angles=list(range(180)), detector_count=10)
     with warnings.catch_warnings():
         warnings.simplefilter("error")

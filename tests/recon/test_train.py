@@ -487,6 +487,28 @@ def test_inconsistent_checkpoint_is_refused(tmp_path):
     assert t.fit().resumed_from_epoch == 1
 
 
+def test_a_longer_run_is_refused_with_the_way_to_train_on(tmp_path):
+    """More epochs change the cosine schedule's span, so the run is not resumed; the message
+    says how to continue from the trained weights (and only when the length alone differs)."""
+    _, first = _fit(tmp_path, epochs=1)
+    train_set, val_set = _sets()
+    longer = Trainer(W.tiny_cnn(), None, train_set, val_set, W.cnn_config(epochs=3),
+                     tmp_path / "run")
+    with pytest.raises(RuntimeError, match=r"config.epochs: checkpoint 1, now 3.*"
+                                           r"train on from these weights.*load_weights"):
+        longer.fit()
+    other = Trainer(W.tiny_cnn(), None, train_set, val_set, W.cnn_config(epochs=3, lr=2e-2),
+                    tmp_path / "run")
+    with pytest.raises(RuntimeError, match="config.lr") as info:
+        other.fit()
+    assert "load_weights" not in str(info.value)
+    model = load_weights(W.tiny_cnn(), tmp_path / "run" / "best.pt")
+    assert _val_loss(model, val_set) == pytest.approx(first.best_val_loss, rel=1e-5)
+    res = Trainer(model, None, train_set, val_set, W.cnn_config(epochs=3),
+                  tmp_path / "longer").fit()
+    assert res.resumed_from_epoch is None and res.epochs_run == 3
+
+
 def test_resume_mid_epoch_in_process(tmp_path):
     """A checkpoint written mid-epoch (checkpoint_every) resumes with identical results."""
     _, ref = _fit(tmp_path, "ref")
