@@ -352,7 +352,7 @@ def make_test_cases(config: Config, grid, geometry, cache: Path) -> Dict[str, An
 
     path = Path(cache) / "test.pt"
     if path.is_file():
-        blob = torch.load(path, weights_only=False)
+        blob = torch.load(path, weights_only=True)
         return blob
     levels: List[Optional[float]] = [None] + [float(p) for p in config.photons]
     ds = ChestDataset("test", config.test_size, grid, geometry, noise=None,

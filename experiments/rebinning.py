@@ -515,7 +515,7 @@ def run(config: Config, out: Path, *, device: torch.device, seeds: Sequence[int]
             interp = InterpolationRebinning(par, fan).to(device)
             ckpt = out / f"filter_seed{seed}_views{v}.pt"
             if ckpt.exists():
-                state = torch.load(ckpt, map_location="cpu")
+                state = torch.load(ckpt, map_location="cpu", weights_only=True)
                 with torch.no_grad():
                     net.filter.response.copy_(state["response"])
                 losses = list(state["losses"])
