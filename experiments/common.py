@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 from pathlib import Path
 from typing import Any, Dict, Iterable, Mapping, Optional
@@ -33,8 +34,10 @@ import numpy as np
 
 from recon.training.atomic import write_atomic
 
+log = logging.getLogger(__name__)
+
 __all__ = ["write_json_atomic", "write_bytes_atomic", "save_figure", "claim", "to_jsonable",
-           "mean_std", "run_seeds", "read_json"]
+           "mean_std", "run_seeds", "read_json", "load_cache"]
 
 
 def to_jsonable(obj: Any) -> Any:
@@ -73,6 +76,23 @@ def read_json(path: Path) -> Optional[Dict[str, Any]]:
             data = json.load(f)
         return data if isinstance(data, dict) else None
     except (OSError, ValueError):
+        return None
+
+
+def load_cache(path: Path) -> Optional[Any]:
+    """What a cache file of this run holds (read with ``weights_only=True``), or ``None`` when it
+    is missing or unreadable (damaged, or not ours): the caller then computes it afresh, with a
+    warning that names the file."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unreadable cache is recomputed
+        log.warning("cannot read the cache %s (%s: %s); computing it afresh", path,
+                    type(exc).__name__, str(exc).splitlines()[0][:200] if str(exc) else "")
         return None
 
 

@@ -68,7 +68,8 @@ import torch.nn.functional as F
 from recon.data.units import MU_WATER
 
 from . import limited_angle_measures as measures
-from .common import claim, mean_std, save_figure, write_bytes_atomic, write_json_atomic
+from .common import (claim, load_cache, mean_std, save_figure, write_bytes_atomic,
+                     write_json_atomic)
 
 NAME = "limited-angle"
 DESCRIPTION = ("Limited-angle fan-beam chest CT (120 deg): U-Net vs known-operator networks "
@@ -292,8 +293,8 @@ def training_data(config: Config, grid, geometry, cache: Path):
     from recon.data import ChestDataset
 
     path = Path(cache) / "train.pt"
-    if path.is_file():
-        blob = torch.load(path, weights_only=True)
+    blob = load_cache(path)
+    if blob is not None:
         return {k: (blob[k + "_y"], blob[k + "_x"]) for k in ("train", "validation")}
     t0 = time.perf_counter()
     out, blob = {}, {}
@@ -351,8 +352,8 @@ def make_test_cases(config: Config, grid, geometry, cache: Path) -> Dict[str, An
     from recon.data import ChestDataset, mu_to_hu, poisson_noise, random_lesion
 
     path = Path(cache) / "test.pt"
-    if path.is_file():
-        blob = torch.load(path, weights_only=True)
+    blob = load_cache(path)
+    if blob is not None:
         return blob
     levels: List[Optional[float]] = [None] + [float(p) for p in config.photons]
     ds = ChestDataset("test", config.test_size, grid, geometry, noise=None,

@@ -56,7 +56,7 @@ from recon.metrics import psnr
 from recon.nets.rebinning import ParallelToFanNet, ram_lak_response, ramp_response
 from recon.rebinning import InterpolationRebinning
 
-from .common import claim, mean_std, save_figure, write_bytes_atomic
+from .common import claim, load_cache, mean_std, save_figure, write_bytes_atomic
 
 NAME = "rebinning"
 DESCRIPTION = ("parallel-to-fan conversion: precision-learning network (learned filter + "
@@ -514,8 +514,8 @@ def run(config: Config, out: Path, *, device: torch.device, seeds: Sequence[int]
                                    filter_init=config.filter_init).to(device)
             interp = InterpolationRebinning(par, fan).to(device)
             ckpt = out / f"filter_seed{seed}_views{v}.pt"
-            if ckpt.exists():
-                state = torch.load(ckpt, map_location="cpu", weights_only=True)
+            state = load_cache(ckpt)
+            if state is not None:
                 with torch.no_grad():
                     net.filter.response.copy_(state["response"])
                 losses = list(state["losses"])

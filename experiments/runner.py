@@ -274,11 +274,28 @@ def _clear_folder(folder: Path) -> None:
 
 
 def _delete_contents(folder: Path) -> None:
-    for child in folder.iterdir():
-        if child.is_dir() and not child.is_symlink():
-            shutil.rmtree(child)
-        else:
-            child.unlink()
+    try:
+        for child in folder.iterdir():
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child)
+            else:
+                child.unlink()
+    except OSError as exc:
+        raise RunnerError("--out", f"cannot delete the previous run's files in {str(folder)!r} "
+                                   f"({exc.strerror or type(exc).__name__}: "
+                                   f"{exc.filename or ''}); make it writable or choose "
+                                   "another --out") from None
+
+
+def _check_writable(folder: Path) -> None:
+    """Fail before any work when ``folder`` cannot take new files (a read-only copy of a run)."""
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise RunnerError("--out", f"cannot write into {str(folder)!r} "
+                                   f"({exc.strerror or type(exc).__name__}); make it writable "
+                                   "or choose another --out") from None
 
 
 @contextlib.contextmanager
@@ -381,13 +398,14 @@ def run_experiment(name: str, out: Any, *, preset: str = DEFAULT_PRESET, device:
     if force or (stored is not None and not _same_run(stored, identity)):
         _clear_folder(folder)
         stored = None
-    if metrics_path.exists():  # stale metrics of another config, from a folder not ours
-        metrics_path.unlink()
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise RunnerError("--out", f"cannot create {str(folder)!r} "
                                    f"({exc.strerror or type(exc).__name__})") from None
+    _check_writable(folder)
+    if metrics_path.exists():  # stale metrics of another config, from a folder not ours
+        metrics_path.unlink()
 
     record: Dict[str, Any] = {
         **identity,

@@ -51,7 +51,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from .common import claim, mean_std, save_figure, write_bytes_atomic, write_json_atomic
+from .common import (claim, load_cache, mean_std, save_figure, write_bytes_atomic,
+                     write_json_atomic)
 
 NAME = "sparse-view"
 DESCRIPTION = ("Sparse-view CT (30 views, 5% noise ellipses): FBP, TV, U-Net, VN, LPD trained on "
@@ -233,10 +234,9 @@ def load_data(config: Config, datasets,
            if k in ("size", "pixel_mm", "views", "detectors", "noise", "train_size",
                     "val_size", "test_size", "data_seed")}
     path = Path(cache) / "data.pt"
-    if path.is_file():
-        blob = torch.load(path, weights_only=True)
-        if blob.get("key") == key:
-            return {s: (blob[s + "_y"], blob[s + "_x"]) for s in datasets}
+    blob = load_cache(path)
+    if isinstance(blob, dict) and blob.get("key") == key:
+        return {s: (blob[s + "_y"], blob[s + "_x"]) for s in datasets}
     t0 = time.perf_counter()
     data = {s: _materialize(ds, config.data_workers) for s, ds in datasets.items()}
     log.info("generated %s items in %.1f s", {s: len(d[0]) for s, d in data.items()},

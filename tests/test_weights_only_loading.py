@@ -33,5 +33,5 @@ def test_every_torch_load_reads_weights_only():
                 safe = isinstance(flag, ast.Constant) and flag.value is True
                 if not safe and rel not in EXEMPT:
                     offenders.append(f"{rel}:{call.lineno}")
-    assert seen > 5, "the scan found no torch.load calls: the walk is broken"
+    assert seen >= 5, "the scan found too few torch.load calls: the walk is broken"
     assert not offenders, "torch.load without weights_only=True: " + ", ".join(offenders)

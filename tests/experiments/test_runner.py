@@ -128,6 +128,42 @@ def test_unwritable_output_folder_is_exit_2(fakes, tmp_path, capsys):
         runner.prepare_output(blocker / "below")
 
 
+def _refuse_writes_in(folder, monkeypatch):
+    """Emulate a read-only folder (chmod does not stop root, who runs CI here)."""
+    real_temporary_file, real_unlink = runner.tempfile.TemporaryFile, runner.Path.unlink
+
+    def temporary_file(*args, dir=None, **kwargs):
+        if dir is not None and runner.Path(dir) == folder:
+            raise PermissionError(13, "Permission denied")
+        return real_temporary_file(*args, dir=dir, **kwargs)
+
+    def unlink(self, *args, **kwargs):
+        if self.parent == folder:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_unlink(self, *args, **kwargs)
+
+    monkeypatch.setattr(runner.tempfile, "TemporaryFile", temporary_file)
+    monkeypatch.setattr(runner.Path, "unlink", unlink)
+
+
+def test_a_read_only_experiment_folder_is_exit_2_before_any_work(fakes, tmp_path, capsys,
+                                                                 monkeypatch):
+    mod = fakes("fake_ok")
+    assert main(["run", "fake-ok", "--out", str(tmp_path)]) == 0
+    calls = len(mod.calls)
+    with monkeypatch.context() as m:
+        _refuse_writes_in(tmp_path / "fake-ok", m)
+        assert main(["run", "fake-ok", "--out", str(tmp_path), "--force"]) == 2
+        err = capsys.readouterr().err
+        assert "argument --out" in err and "cannot delete the previous run's files" in err
+        (tmp_path / "new").mkdir()
+        _refuse_writes_in(tmp_path / "new" / "fake-ok", m)
+        assert main(["run", "fake-ok", "--out", str(tmp_path / "new")]) == 2
+        err = capsys.readouterr().err
+        assert "argument --out" in err and "cannot write into" in err
+    assert len(mod.calls) == calls
+
+
 def test_unavailable_device_is_exit_2(fakes, tmp_path, capsys):
     fakes("fake_ok")
     assert main(["run", "fake-ok", "--out", str(tmp_path), "--device", "warp-drive"]) == 2
