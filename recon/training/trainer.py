@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import errno
 import math
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -289,10 +291,32 @@ class Trainer:
         return loss
 
     # -- checkpoint ------------------------------------------------------------------------
+    def _check_out_dir(self) -> bool:
+        """Create ``out_dir`` (errors name it); ``False`` when files cannot be written there
+        (a finished run can still be read back from a read-only copy)."""
+        if self.out_dir.exists() and not self.out_dir.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, f"out_dir {str(self.out_dir)!r} exists and "
+                                     "is not a folder")
+        try:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=self.out_dir):
+                pass
+        except PermissionError:
+            return False
+        except OSError as exc:
+            raise OSError(exc.errno, f"out_dir {str(self.out_dir)!r} cannot be created or "
+                                     f"written: {exc.strerror or exc}") from None
+        return True
+
     def _consistency(self, ckpt: Mapping[str, Any], meta: Mapping[str, Any]) -> List[str]:
         problems = []
-        if ckpt.get("format") != CHECKPOINT_FORMAT:
-            return [f"format {ckpt.get('format')!r} (expected {CHECKPOINT_FORMAT!r})"]
+        if not isinstance(ckpt, Mapping) or ckpt.get("format") != CHECKPOINT_FORMAT:
+            found = ckpt.get("format") if isinstance(ckpt, Mapping) else type(ckpt).__name__
+            return [f"format {found!r} (expected {CHECKPOINT_FORMAT!r})"]
+        missing = [k for k in ("model", "optimizer", "scheduler", "state", "rng", "config")
+                   if k not in ckpt]
+        if missing:
+            return [f"entries {missing} missing (not a checkpoint written by this Trainer)"]
         saved = ckpt.get("config", {})
         now = self.config.trajectory_dict()
         for k in sorted(set(saved) | set(now)):
@@ -390,7 +414,9 @@ class Trainer:
                     "device": str(device), "finished": state["finished"],
                     "stopped_early": state["stopped_early"]}
 
+        writable = True
         if main:
+            writable = self._check_out_dir()
             for name in ("checkpoint.pt", "best.pt", "log.csv", "log.json"):
                 remove_stale_temporaries(self.out_dir / name)
         barrier()
@@ -424,7 +450,7 @@ class Trainer:
             rngs = ckpt["rng"]
             restore_rng(rngs[info.rank] if info.rank < len(rngs) else rngs[0])
             resumed_epoch, resumed_step = int(state["epoch"]), int(state["step"])
-            if main:
+            if main and writable:
                 # A kill between writing best.pt / the logs and the checkpoint leaves them one
                 # epoch ahead of (or behind) the checkpoint: rewrite them from it.
                 if best_state is not None:
@@ -432,6 +458,10 @@ class Trainer:
                 write_logs(self.out_dir, state["log"], meta=log_meta())
         else:
             seed_everything(cfg.seed)
+        if not writable and not state["finished"]:
+            raise PermissionError(errno.EACCES, f"out_dir {str(self.out_dir)!r} is not writable: "
+                                  "the checkpoints, best weights and logs go there; make it "
+                                  "writable or pass another out_dir")
 
         net: nn.Module = model
         if info.distributed and not state["finished"]:
@@ -523,7 +553,7 @@ class Trainer:
         # ---- the best weights, everywhere
         if best_state is not None:
             model.load_state_dict(best_state)
-            if main and not self.best_path.is_file():
+            if main and writable and not self.best_path.is_file():
                 save_atomic(best_state, self.best_path)
         barrier()
         model.train(was_training)

@@ -509,6 +509,64 @@ def test_a_longer_run_is_refused_with_the_way_to_train_on(tmp_path):
     assert res.resumed_from_epoch is None and res.epochs_run == 3
 
 
+def _read_only(monkeypatch, folder):
+    """Emulate a read-only out_dir (chmod does not stop root, who runs CI here)."""
+    import tempfile
+
+    for name in ("TemporaryFile", "mkstemp"):
+        real = getattr(tempfile, name)
+
+        def refuse(*args, dir=None, _real=real, **kwargs):
+            if dir is not None and Path(dir) == folder:
+                raise PermissionError(13, "Permission denied")
+            return _real(*args, dir=dir, **kwargs)
+
+        monkeypatch.setattr(tempfile, name, refuse)
+
+
+def test_an_unusable_out_dir_is_named_before_any_training(tmp_path, monkeypatch):
+    train_set, val_set = _sets()
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained before checking out_dir")
+
+    monkeypatch.setattr(Trainer, "_train_epoch", no_training)
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    t = Trainer(W.tiny_cnn(), None, train_set, val_set, W.cnn_config(epochs=1), blocker)
+    with pytest.raises(NotADirectoryError, match="out_dir .*a_file.* is not a folder"):
+        t.fit()
+    _read_only(monkeypatch, tmp_path / "ro")
+    t = Trainer(W.tiny_cnn(), None, train_set, val_set, W.cnn_config(epochs=1), tmp_path / "ro")
+    with pytest.raises(PermissionError, match="out_dir .*ro.* is not writable"):
+        t.fit()
+
+
+def test_a_finished_run_reads_back_from_a_read_only_folder(tmp_path, monkeypatch):
+    _, first = _fit(tmp_path, epochs=1)
+    _read_only(monkeypatch, tmp_path / "run")
+    train_set, val_set = _sets()
+    model = W.tiny_cnn()
+    again = Trainer(model, None, train_set, val_set, W.cnn_config(epochs=1),
+                    tmp_path / "run").fit()
+    assert again.resumed_from_epoch == 1 and again.best_val_loss == first.best_val_loss
+    assert _val_loss(model, val_set) == pytest.approx(first.best_val_loss, rel=1e-5)
+
+
+@pytest.mark.parametrize("content", ["tensor", "list", "no_state"])
+def test_a_checkpoint_of_another_structure_is_refused_by_name(tmp_path, content):
+    _fit(tmp_path, epochs=1)
+    path = tmp_path / "run" / "checkpoint.pt"
+    ckpt = load_checkpoint(path)
+    blob = {"tensor": torch.zeros(3), "list": [1, 2],
+            "no_state": {k: v for k, v in ckpt.items() if k != "state"}}[content]
+    torch.save(blob, path)
+    train_set, val_set = _sets()
+    t = Trainer(W.tiny_cnn(), None, train_set, val_set, W.cnn_config(epochs=1), tmp_path / "run")
+    with pytest.raises(RuntimeError, match="checkpoint.pt.* belongs to a different run"):
+        t.fit()
+
+
 def test_resume_mid_epoch_in_process(tmp_path):
     """A checkpoint written mid-epoch (checkpoint_every) resumes with identical results."""
     _, ref = _fit(tmp_path, "ref")
