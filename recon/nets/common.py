@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import copy
 import math
+import numbers
 import warnings
 
 import torch
@@ -34,7 +35,9 @@ from operators.signature import is_scan, register_signature
 
 from ..iterative import operator_norm
 
-__all__ = ["OperatorModel", "check_operator", "check_sinogram", "operator_norm",
+__all__ = ["OperatorModel", "check_operator", "check_sinogram", "check_dtype_matches",
+           "check_int", "check_positive_float", "check_seed",
+           "operator_norm",
            "NormalizedOperator", "deepcopy_sharing", "resolve_init"]
 
 
@@ -79,6 +82,27 @@ def resolve_init(init, operator):
     return init
 
 
+def check_int(name: str, value, minimum: int = 1) -> int:
+    """``value`` as an int, or a ``ValueError`` naming ``name`` (bools and floats refused)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        kind = "a positive int" if minimum == 1 else f"an int >= {minimum}"
+        raise ValueError(f"{name} must be {kind}, got {value!r}")
+    return int(value)
+
+
+def check_positive_float(name: str, value) -> float:
+    """``value`` as a float, or a ``ValueError`` naming ``name`` unless positive and finite."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) \
+            or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+    return float(value)
+
+
+def check_seed(name: str, value) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral)):
+        raise ValueError(f"{name} must be an int or None, got {value!r}")
+
+
 def check_sinogram(name: str, y, operator) -> None:
     """Raise a clear error unless ``y`` is a float tensor ``(*batch, views, detectors)``."""
     if not isinstance(y, torch.Tensor):
@@ -89,6 +113,24 @@ def check_sinogram(name: str, y, operator) -> None:
         raise ValueError(f"{name} must have shape (*batch, views, detectors) = (..., "
                          f"{operator.range_shape[0]}, {operator.range_shape[1]}), got "
                          f"{tuple(y.shape)}")
+
+
+def check_dtype_matches(name: str, tensor: torch.Tensor, module: nn.Module) -> None:
+    """Raise a clear error unless ``tensor`` has the dtype of ``module``'s learned parameters.
+
+    Convolutions do not promote: a float64 sinogram into a float32 network would otherwise fail
+    deep inside torch. Inside ``torch.autocast`` (mixed precision) any dtype is accepted.
+    """
+    from operators._custom_ops import _autocast_enabled, compiling
+
+    if compiling():
+        return
+    param = next((p for p in module.parameters() if p.is_floating_point()), None)
+    if param is None or tensor.dtype == param.dtype or _autocast_enabled(tensor.device.type):
+        return
+    raise TypeError(f"{name} has dtype {tensor.dtype} but the parameters of "
+                    f"{type(module).__name__} are {param.dtype}: convert {name} "
+                    f"({name}.to({param.dtype})) or the model (model.to({tensor.dtype}))")
 
 
 def deepcopy_sharing(module: nn.Module, memo: dict, shared) -> nn.Module:

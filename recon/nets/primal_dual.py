@@ -30,7 +30,7 @@ from typing import Optional
 import torch
 from torch import nn
 
-from .common import OperatorModel, resolve_init
+from .common import OperatorModel, check_dtype_matches, check_int, check_seed, resolve_init
 
 __all__ = ["LearnedPrimalDual", "ConvBlock"]
 
@@ -97,8 +97,8 @@ class LearnedPrimalDual(OperatorModel):
         super().__init__(operator, image_scale=image_scale, normalize_operator=True)
         for name, v in (("n_iter", n_iter), ("n_primal", n_primal), ("n_dual", n_dual),
                         ("width", width)):
-            if not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be a positive int, got {v!r}")
+            check_int(name, v)
+        check_seed("seed", seed)
         if n_primal < 2:
             raise ValueError(f"n_primal must be >= 2 (channel 1 feeds the operator), got "
                              f"{n_primal}")
@@ -118,6 +118,7 @@ class LearnedPrimalDual(OperatorModel):
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
         yn = self.sinogram_in(y)
+        check_dtype_matches("y", y, self)
         a = self.normalized_operator
         batch = y.shape[:-2]
         hw, vd = self.operator.domain_shape, self.operator.range_shape

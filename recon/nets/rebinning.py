@@ -52,6 +52,8 @@ from operators.fbp import filter_response, naive_ramp_response, padded_length
 from operators.geometry import FanGeometry, ParallelGeometry
 from operators.projector import XRayTransform
 
+from .common import check_int
+
 __all__ = ["DetectorFilter", "ParallelToFanNet", "ram_lak_response", "ramp_response"]
 
 _INITS = ("ram-lak", "ramp", "zeros")
@@ -166,7 +168,7 @@ class ParallelToFanNet(nn.Module):
             raise ValueError(f"filter_init must be one of {_INITS}, got {filter_init!r}")
         geometry = parallel_operator.geometry
         n = geometry.detector_count
-        padded = padded_length(n) if padded is None else int(padded)
+        padded = padded_length(n) if padded is None else check_int("padded", padded)
         if padded % 2 or padded < 2 * n - 1:
             raise ValueError(f"padded must be even and >= 2 * detectors - 1 = {2 * n - 1}, "
                              f"got {padded}")

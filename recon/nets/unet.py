@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .common import check_sinogram, deepcopy_sharing
+from .common import check_dtype_matches, check_int, check_sinogram, deepcopy_sharing
 
 __all__ = ["UNet", "UNetPostProcessing"]
 
@@ -60,10 +60,8 @@ class UNet(nn.Module):
         super().__init__()
         for name, v in (("in_channels", in_channels), ("out_channels", out_channels),
                         ("width", width)):
-            if not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be a positive int, got {v!r}")
-        if not isinstance(depth, int) or depth < 0:
-            raise ValueError(f"depth must be a non-negative int, got {depth!r}")
+            check_int(name, v)
+        check_int("depth", depth, minimum=0)
         if residual and in_channels != out_channels:
             raise ValueError(f"residual=True needs in_channels == out_channels, got "
                              f"{in_channels} and {out_channels}")
@@ -85,6 +83,9 @@ class UNet(nn.Module):
         if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[1] != self.in_channels:
             raise ValueError(f"x must be a tensor (B, {self.in_channels}, H, W), got "
                              f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x)}")
+        if not x.is_floating_point():
+            raise TypeError(f"x must be floating point, got dtype {x.dtype}")
+        check_dtype_matches("x", x, self)
         h, w = x.shape[-2:]
         m = 2 ** self.depth
         ph, pw = (-h) % m, (-w) % m
@@ -142,6 +143,7 @@ class UNetPostProcessing(nn.Module):
         op = getattr(self.fbp, "operator", None)
         if op is not None and hasattr(op, "range_shape"):
             check_sinogram("y", y, op)
+        check_dtype_matches("y", y, self.unet)
         x0 = self.fbp(y)
         batch = x0.shape[:-2]
         s = self.image_scale.to(x0)

@@ -39,7 +39,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .common import OperatorModel, resolve_init
+from .common import (OperatorModel, check_int, check_positive_float, check_seed,
+                     resolve_init)
 
 __all__ = ["RBFActivation", "VariationalNetwork", "rbf_activation", "rbf_activation_table",
            "rbf_tables"]
@@ -201,10 +202,9 @@ class RBFActivation(nn.Module):
     def __init__(self, channels: int, count: int = 31, value_range: float = 1.0,
                  init_slope: float = 0.1):
         super().__init__()
-        if count < 2:
-            raise ValueError(f"count must be >= 2, got {count}")
-        if not value_range > 0:
-            raise ValueError(f"value_range must be positive, got {value_range}")
+        check_int("count", count, minimum=2)
+        check_int("channels", channels)
+        value_range = check_positive_float("value_range", value_range)
         centers = torch.linspace(-value_range, value_range, count, dtype=torch.float64)
         self.sigma = 2.0 * value_range / (count - 1)
         self.register_buffer("centers", centers.float())
@@ -272,11 +272,15 @@ class VariationalNetwork(OperatorModel):
                  regularizer_init: float = 0.5, seed: Optional[int] = None):
         super().__init__(operator, image_scale=image_scale, normalize_operator=True)
         for name, v in (("stages", stages), ("filters", filters), ("kernel_size", kernel_size)):
-            if not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be a positive int, got {v!r}")
+            check_int(name, v)
+        check_int("rbf_count", rbf_count, minimum=2)
+        rbf_range = check_positive_float("rbf_range", rbf_range)
+        step_init = check_positive_float("step_init", step_init)
+        check_seed("seed", seed)
         if kernel_size % 2 == 0:
             raise ValueError(f"kernel_size must be odd, got {kernel_size}")
-        if not (isinstance(regularizer_init, (int, float)) and 0 < regularizer_init < 1):
+        if isinstance(regularizer_init, bool) or not isinstance(regularizer_init, (int, float)) \
+                or not 0 < regularizer_init < 1:
             raise ValueError(f"regularizer_init must be in (0, 1), got {regularizer_init!r}")
         self.init = resolve_init(init, operator)
         self.stages, self.filters, self.kernel_size = stages, filters, kernel_size
@@ -294,7 +298,7 @@ class VariationalNetwork(OperatorModel):
             [RBFActivation(filters, rbf_count, rbf_range,
                            init_slope=regularizer_init / bank_norms[t]) for t in range(stages)])
         # lambda_t = softplus(raw): positive steps.
-        raw = math.log(math.expm1(step_init))
+        raw = step_init + math.log(-math.expm1(-step_init))  # softplus^-1, stable for large
         self.step_raw = nn.Parameter(torch.full((stages,), raw))
 
     def kernel(self, t: int) -> torch.Tensor:

@@ -308,6 +308,53 @@ def test_bad_inputs(setup):
         UNet(width=4, depth=1)(torch.zeros(1, 2, 8, 8))
 
 
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(step_init=0), "step_init"), (dict(step_init=float("nan")), "step_init"),
+    (dict(rbf_range=float("inf")), "rbf_range"), (dict(rbf_range="1"), "rbf_range"),
+    (dict(rbf_count=2.5), "rbf_count"), (dict(rbf_count=1), "rbf_count"),
+    (dict(seed="a"), "seed"), (dict(kernel_size=True), "kernel_size"),
+])
+def test_vn_arguments_are_checked_by_name(setup, kwargs, match):
+    _, _, A, _, _ = setup
+    with pytest.raises(ValueError, match=match):
+        VariationalNetwork(A, stages=1, filters=2, **kwargs)
+
+
+def test_vn_large_initial_step_is_kept():
+    """softplus^-1 is computed stably: step_init 1000 used to overflow in expm1."""
+    A = operators.XRayTransform(operators.ImageGrid((8, 8)),
+                                operators.ParallelGeometry.full_scan(6, 12))
+    for step in (1e-6, 1.0, 1000.0):
+        vn = VariationalNetwork(A, stages=1, filters=2, step_init=step)
+        assert float(vn.steps()[0]) == pytest.approx(step, rel=1e-6)
+
+
+def test_other_nets_check_their_integer_arguments(setup):
+    _, _, A, _, _ = setup
+    with pytest.raises(ValueError, match="n_iter"):
+        LearnedPrimalDual(A, n_iter=True)
+    with pytest.raises(ValueError, match="seed"):
+        LearnedPrimalDual(A, seed="a")
+    with pytest.raises(ValueError, match="depth"):
+        UNet(depth=1.5)
+
+
+@pytest.mark.parametrize("name", ["unet", "lpd"])
+def test_a_sinogram_of_another_dtype_is_named(setup, name):
+    """Convolutions do not promote dtypes: the mismatch is reported up front; a model cast to
+    float64 takes float64 sinograms, and autocast takes float32 into a float32 model."""
+    grid, geom, A, x, y = setup
+    model = build(name, grid, geom, A)
+    for dtype in (torch.float64, torch.float16):
+        with pytest.raises(TypeError, match=f"y has dtype {dtype} but the parameters"):
+            model(y.to(dtype))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert model(y).shape == x.shape
+    assert model.double()(y.double()).dtype == torch.float64
+    with pytest.raises(TypeError, match="x must be floating point"):
+        UNet(width=4, depth=1)(torch.zeros(1, 1, 8, 8, dtype=torch.int64))
+
+
 def test_lpd_zero_updates_start_at_fbp(setup):
     grid, geom, A, x, y = setup
     lpd = build("lpd-fbp-zero", grid, geom, A).eval()

@@ -293,6 +293,9 @@ def test_network_operator_errors():
         ParallelToFanNet(a_par, a_fan, filter_init="hann")
     with pytest.raises(ValueError, match="padded"):
         ParallelToFanNet(a_par, a_fan, padded=100)
+    for bad in (512.7, "abc", True):  # 512.7 was silently cut to 512
+        with pytest.raises(ValueError, match="padded must be a positive int"):
+            ParallelToFanNet(a_par, a_fan, padded=bad)
     net = ParallelToFanNet(a_par, a_fan)
     with pytest.raises(ValueError, match="detectors"):
         net(torch.zeros(120, 70))
