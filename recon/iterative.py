@@ -79,18 +79,35 @@ def _shapes(A) -> Tuple[Tuple[int, int], Tuple[int, int]]:
     return dom, ran
 
 
-def _check_iterations(iterations) -> int:
+def _check_iterations(iterations, name: str = "iterations") -> int:
     if isinstance(iterations, bool) or not isinstance(iterations, numbers.Integral):
-        raise TypeError(f"iterations must be an int, got {type(iterations).__name__}")
+        raise TypeError(f"{name} must be an int, got {type(iterations).__name__}")
     if iterations < 1:
-        raise ValueError(f"iterations must be >= 1, got {iterations}")
+        raise ValueError(f"{name} must be >= 1, got {iterations}")
     return int(iterations)
+
+
+def _real(name: str, value) -> float:
+    """``value`` as a float, or a ``TypeError`` naming ``name`` (strings, None, bools refused;
+    one-element tensors accepted)."""
+    if isinstance(value, torch.Tensor) and value.numel() == 1 and not value.is_complex() \
+            and value.dtype != torch.bool:
+        return float(value)
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    return float(value)
+
+
+def _check_callback(callback) -> None:
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be callable (iteration, x) -> bool | None, got "
+                        f"{type(callback).__name__}")
 
 
 def _check_tol(tol) -> Optional[float]:
     if tol is None:
         return None
-    tol = float(tol)
+    tol = _real("tol", tol)
     if not (tol > 0 and math.isfinite(tol)):
         raise ValueError(f"tol must be a positive finite number or None, got {tol}")
     return tol
@@ -114,6 +131,10 @@ def _initial_image(x0, y: torch.Tensor, dom, batch) -> torch.Tensor:
         return y.new_zeros(shape)
     if not isinstance(x0, torch.Tensor):
         raise TypeError(f"x0 must be a torch.Tensor or None, got {type(x0).__name__}")
+    if not x0.is_floating_point():
+        raise TypeError(f"x0 must be floating point, got dtype {x0.dtype}")
+    if not bool(torch.isfinite(x0).all()):
+        raise ValueError("x0 contains NaN or Inf")
     if tuple(x0.shape[-2:]) != dom:
         raise ValueError(f"x0 must have shape (*batch, H, W) = (..., {dom[0]}, {dom[1]}) to "
                          f"match A.domain_shape, got {tuple(x0.shape)}")
@@ -209,6 +230,7 @@ def operator_norm(A, iterations: int = 50, generator: Optional[torch.Generator] 
         30-view operator 50 iterations agree with the dense SVD to ~1e-6 relative).
     """
     dom, _ = _shapes(A)
+    iterations = _check_iterations(iterations)
     if device is None:
         device = getattr(A, "device", torch.device("cpu"))
     x0 = _random_start(dom, generator, torch.device(device), dtype)
@@ -285,7 +307,8 @@ def sirt(A, y: torch.Tensor, iterations: int, x0: Optional[torch.Tensor] = None,
     dom, batch = _check_data(A, y)
     iterations = _check_iterations(iterations)
     tol = _check_tol(tol)
-    relaxation = float(relaxation)
+    _check_callback(callback)
+    relaxation = _real("relaxation", relaxation)
     if not 0.0 < relaxation < 2.0:
         raise ValueError(f"relaxation must be in (0, 2), got {relaxation}")
     x = _initial_image(x0, y, dom, batch)
@@ -334,6 +357,7 @@ def cgls(A, y: torch.Tensor, iterations: int, x0: Optional[torch.Tensor] = None,
     dom, batch = _check_data(A, y)
     iterations = _check_iterations(iterations)
     tol = _check_tol(tol)
+    _check_callback(callback)
     x = _initial_image(x0, y, dom, batch)
     r = y - A(x) if x0 is not None else y.clone()
     s = _adjoint(A, r)
@@ -522,8 +546,9 @@ def _grad_scale(A, grad_scale, norm_iterations, device) -> float:
         if grad_scale != "balanced":
             raise ValueError(f"grad_scale must be a positive float or 'balanced', got "
                              f"{grad_scale!r}")
-        return operator_norm(A, norm_iterations, device=device) / gradient_norm_bound()
-    s = float(grad_scale)
+        return operator_norm(A, _check_iterations(norm_iterations, "norm_iterations"),
+                             device=device) / gradient_norm_bound()
+    s = _real("grad_scale", grad_scale)
     if not (s > 0 and math.isfinite(s)):
         raise ValueError(f"grad_scale must be a positive float or 'balanced', got {grad_scale!r}")
     return s
@@ -537,6 +562,7 @@ def pdhg_setup(A, grad_scale="balanced", norm_iterations: int = 50, device=None
     the same operator (each computation costs ``2 * norm_iterations`` applications of ``A`` and
     ``A^T`` to one image). ``"balanced"`` means ``||A|| / sqrt(8)`` (see :func:`tv_pdhg`).
     """
+    norm_iterations = _check_iterations(norm_iterations, "norm_iterations")
     s = _grad_scale(A, grad_scale, norm_iterations, device)
     tau, sigma, _ = pdhg_step_sizes(A, s, norm_iterations, device=device)
     return s, tau, sigma
@@ -586,14 +612,18 @@ def tv_pdhg(A, y: torch.Tensor, lam: float, iterations: int, nonneg: bool = True
     dom, batch = _check_data(A, y)
     iterations = _check_iterations(iterations)
     tol = _check_tol(tol)
-    lam = float(lam)
+    _check_callback(callback)
+    lam = _real("lam", lam)
     if not (lam >= 0 and math.isfinite(lam)):
         raise ValueError(f"lam must be a finite number >= 0, got {lam}")
     if step_sizes is None:
         s, tau, sigma = pdhg_setup(A, grad_scale, norm_iterations, device=y.device)
     else:
         s = _grad_scale(A, grad_scale, norm_iterations, y.device)
-        tau, sigma = (float(v) for v in step_sizes)
+        if isinstance(step_sizes, (str, bytes)) or not hasattr(step_sizes, "__len__") \
+                or len(step_sizes) != 2:
+            raise ValueError(f"step_sizes must be a pair (tau, sigma), got {step_sizes!r}")
+        tau, sigma = (_real("step_sizes", v) for v in step_sizes)
         if not (tau > 0 and sigma > 0 and math.isfinite(tau) and math.isfinite(sigma)):
             raise ValueError(f"step_sizes must be positive, got {step_sizes}")
     x = _initial_image(x0, y, dom, batch)
@@ -601,7 +631,16 @@ def tv_pdhg(A, y: torch.Tensor, lam: float, iterations: int, nonneg: bool = True
         x = x.clamp_min(0.0)
     state = pdhg_init(x, y)
     for k in range(1, iterations + 1):
-        new = pdhg_step(A, y, state, lam, tau, sigma, s, nonneg)
+        try:
+            new = pdhg_step(A, y, state, lam, tau, sigma, s, nonneg)
+        except ValueError as exc:
+            if "NaN or Inf" not in str(exc) or step_sizes is None:
+                raise
+            # The operator's input check catches the blow-up; say what causes it.
+            raise ValueError(
+                f"tv_pdhg diverged in iteration {k} (the iterates are no longer finite): "
+                f"step_sizes {tuple(step_sizes)} must satisfy tau * sigma * ||K||^2 < 1 with "
+                "K = [A; grad_scale * grad] (pdhg_setup computes them)") from exc
         done = tol is not None and bool((_relative_change(new.x, state.x) < tol).all())
         state = new
         if callback is not None and callback(k, state.x):

@@ -319,6 +319,41 @@ def test_clear_errors():
         cgls(lambda x: x, y, 3)
 
 
+def test_every_argument_is_named_in_its_error():
+    A, grid, _ = _operator(n=12, views=8)
+    y = A(_phantom_image(grid, 7.0))
+    checks = [
+        (TypeError, "tol must be a real number", lambda: sirt(A, y, 3, tol="a")),
+        (TypeError, "relaxation must be a real number", lambda: sirt(A, y, 3, relaxation="a")),
+        (TypeError, "lam must be a real number", lambda: tv_pdhg(A, y, "a", 3)),
+        (TypeError, "lam must be a real number", lambda: tv_pdhg(A, y, None, 3)),
+        (ValueError, "step_sizes must be a pair", lambda: tv_pdhg(A, y, 0.1, 3,
+                                                                  step_sizes=(1.0,))),
+        (ValueError, "norm_iterations must be >= 1", lambda: tv_pdhg(A, y, 0.1, 3,
+                                                                     norm_iterations=0)),
+        (ValueError, "x0 contains NaN", lambda: sirt(A, y, 3, x0=torch.full((12, 12), math.nan,
+                                                                         dtype=y.dtype))),
+    ]
+    for call in (lambda cb: sirt(A, y, 3, callback=cb), lambda cb: cgls(A, y, 3, callback=cb),
+                 lambda cb: tv_pdhg(A, y, 0.1, 3, callback=cb)):
+        checks.append((TypeError, "callback must be callable", lambda call=call: call(1)))
+    for error, match, run in checks:
+        with pytest.raises(error, match=match):
+            run()
+    # a one-element tensor is a number
+    assert torch.equal(tv_pdhg(A, y, torch.tensor(0.1, dtype=torch.float64), 3),
+                       tv_pdhg(A, y, 0.1, 3))
+
+
+def test_diverging_step_sizes_are_named():
+    """Steps beyond tau sigma ||K||^2 < 1 make the iterates blow up; the error names them
+    instead of the operator's input."""
+    A, grid, _ = _operator(n=12, views=8)
+    y = A(_phantom_image(grid, 7.0))
+    with pytest.raises(ValueError, match=r"diverged .* step_sizes \(10.0, 10.0\) must satisfy"):
+        tv_pdhg(A, y, 0.1, 500, step_sizes=(10.0, 10.0))
+
+
 def test_zero_data_gives_zero_image():
     A, _, _ = _operator(n=12, views=8)
     y = torch.zeros(A.range_shape, dtype=torch.float64)
