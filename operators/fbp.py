@@ -45,8 +45,8 @@ from .backends import SPARSE_MEMORY_BUDGET
 from .backends.sparse import MatrixCache, csr_pair
 from .geometry import (FanGeometry, ImageGrid, ParallelGeometry, _finite_float,
                        _positive_int)
-from .projector import (_HALF_DTYPES, RegisteredOperator, _validate_pair, apply_adjoint,
-                        apply_forward, check_tensor)
+from .projector import (_HALF_DTYPES, FixedAtConstruction, RegisteredOperator, _validate_pair,
+                        apply_adjoint, apply_forward, check_tensor)
 from .signature import register_signature
 
 __all__ = [
@@ -480,6 +480,9 @@ class PixelBackprojection(RegisteredOperator):
     exact adjoint (a pixel-driven projection); cached as a sparse matrix when it fits the budget.
     """
 
+    grid = FixedAtConstruction()
+    geometry = FixedAtConstruction()
+
     def __init__(self, grid: ImageGrid, geometry, check_inputs: bool = True):
         super().__init__()
         self.grid = grid
@@ -608,6 +611,9 @@ class FBP(nn.Module):
     (:func:`is_half_fan_scan`) the filter and ``fbp.backprojection`` work on the detector
     extended by ``fbp.detector_padding``.
     """
+
+    grid = FixedAtConstruction()
+    geometry = FixedAtConstruction()
 
     def __init__(self, grid: ImageGrid, geometry, filter: str = "ram-lak", cutoff: float = 1.0,
                  short_scan: str = "auto", padding: Optional[int] = None,

@@ -81,10 +81,13 @@ def _positive_int(name: str, value) -> int:
 
 def _angle_tuple(angles) -> Tuple[float, ...]:
     try:
-        arr = np.asarray(
-            angles.detach().cpu().numpy() if hasattr(angles, "detach") else angles,
-            dtype=np.float64,
-        )
+        raw = np.asarray(angles.detach().cpu().numpy() if hasattr(angles, "detach") else angles)
+        if raw.dtype.kind not in "iuf":  # complex, bool, strings, objects
+            if raw.dtype.kind == "O":
+                raw = np.asarray(raw.tolist(), dtype=np.float64)  # e.g. Fractions, Decimals
+            else:
+                raise TypeError(f"got dtype {raw.dtype}")
+        arr = raw.astype(np.float64)
     except (TypeError, ValueError) as exc:
         raise TypeError(f"angles must be a 1-D sequence of real numbers: {exc}") from None
     if arr.ndim != 1:

@@ -161,6 +161,29 @@ def apply_adjoint(y: torch.Tensor, op) -> torch.Tensor:
     return _ApplyAdjoint.apply(y, op)
 
 
+class FixedAtConstruction:
+    """A layer's grid or geometry: set once in ``__init__``, read-only after (the layer's tables
+    are built from it, so a new value would leave them describing the old scan)."""
+
+    def __set_name__(self, owner, name):
+        self.name, self.slot = name, "_" + name
+
+    def __get__(self, obj, owner=None):
+        if obj is None:
+            return self
+        try:
+            return obj.__dict__[self.slot]
+        except KeyError:
+            raise AttributeError(f"{type(obj).__name__} has no {self.name} yet") from None
+
+    def __set__(self, obj, value):
+        if self.slot in obj.__dict__:
+            cls = type(obj).__name__
+            raise AttributeError(f"{cls}.{self.name} is fixed at construction (the layer's tables "
+                                 f"are built from it); build a new {cls} for another {self.name}")
+        obj.__dict__[self.slot] = value
+
+
 class RegisteredOperator(nn.Module):
     """Base of the linear layers: a handle for ``torch.compile`` (:mod:`operators._custom_ops`),
     renewed for every copy (``copy.deepcopy``, pickling), so that a copy never answers for the
@@ -232,6 +255,9 @@ class XRayTransform(RegisteredOperator):
     The pair is exactly matched: ``<A x, y> = <x, A.T y>`` to rounding; ``A.T.T is A``.
     Moving ``A`` (``A.to(device)``) moves ``A.T``: the adjoint owns no tensors.
     """
+
+    grid = FixedAtConstruction()
+    geometry = FixedAtConstruction()
 
     def __init__(self, grid: ImageGrid, geometry, backend: str = "auto",
                  check_inputs: bool = True):

@@ -31,6 +31,7 @@ from torch import nn
 
 from operators.fbp import FBP, FILTERS, cosine_weights, redundancy_weights
 from operators.geometry import FanGeometry, ImageGrid, ParallelGeometry
+from operators.projector import FixedAtConstruction
 
 __all__ = ["TrainableFBP"]
 
@@ -74,6 +75,9 @@ class TrainableFBP(nn.Module):
     The back-projection is a fixed layer without parameters: ``parameters()`` holds exactly the
     weights and the response, and only those with ``requires_grad=True`` receive gradients.
     """
+
+    grid = FixedAtConstruction()
+    geometry = FixedAtConstruction()
 
     def __init__(self, grid: ImageGrid, geometry, learn_weights: bool = True,
                  learn_filter: bool = True, filter: str = "ram-lak", short_scan: str = "auto",

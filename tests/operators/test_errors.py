@@ -168,3 +168,26 @@ def test_a_detector_inside_the_image_warns():
     geom = FanGeometry.full_scan(8, 200, 1.0, 100.0, 110.0)
     with pytest.warns(GeometryWarning, match="passes through the image"):
         XRayTransform(ImageGrid(shape=(64, 64)), geom)
+
+
+def test_a_layers_scan_cannot_be_swapped_after_construction():
+    """Reassigning ``A.geometry`` left the old tables in place: the projection still followed
+    the old scan (or failed on a shape). The scan is fixed; copies keep it."""
+    import copy
+    import pickle
+
+    from operators.fbp import PixelBackprojection
+    from recon.nets import TrainableFBP
+
+    grid, geom = ImageGrid(shape=(8, 8)), ParallelGeometry.full_scan(6, 12)
+    other = ParallelGeometry.full_scan(6, 12, detector_offset=2.0)
+    layers = [XRayTransform(grid, geom), FBP(grid, geom), PixelBackprojection(grid, geom),
+              TrainableFBP(grid, geom)]
+    for layer in layers:
+        name = type(layer).__name__
+        with pytest.raises(AttributeError, match=f"{name}.geometry is fixed at construction"):
+            layer.geometry = other
+        with pytest.raises(AttributeError, match=f"{name}.grid is fixed at construction"):
+            layer.grid = ImageGrid(shape=(9, 9))
+        for twin in (copy.deepcopy(layer), pickle.loads(pickle.dumps(layer))):
+            assert twin.geometry == geom and twin.grid == grid

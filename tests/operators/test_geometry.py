@@ -160,3 +160,20 @@ def test_angles_spanning_more_than_two_rotations_warn_of_degrees():
         warnings.simplefilter("error")
         FanGeometry(angles=tuple(np.linspace(0, 3 * math.pi, 90)), detector_count=10,
                     detector_spacing=1.0, source_to_isocenter=100.0, source_to_detector=200.0)
+
+
+@pytest.mark.parametrize("angles", [np.array([0.1 + 1j, 0.2]), [True, False], ["0.1", "0.2"]])
+def test_angles_that_are_not_real_numbers_are_refused(angles):
+    """Complex angles used to lose their imaginary part and booleans became 0 and 1."""
+    with pytest.raises(TypeError, match="angles must be a 1-D sequence of real numbers"):
+        ParallelGeometry(angles=angles, detector_count=4)
+
+
+def test_angles_of_any_real_type_give_the_same_geometry():
+    from fractions import Fraction
+
+    import torch
+    ref = ParallelGeometry(angles=(0.0, 0.5), detector_count=4)
+    for angles in ([0, 0.5], np.array([0.0, 0.5], dtype=np.float32), torch.tensor([0.0, 0.5]),
+                   [Fraction(0), Fraction(1, 2)], np.array([0, 1]) / 2):
+        assert ParallelGeometry(angles=angles, detector_count=4) == ref
