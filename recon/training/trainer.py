@@ -258,6 +258,13 @@ class Trainer:
                     from exc
         if device.type == "cuda" and not torch.cuda.is_available():
             raise RuntimeError(f"TrainConfig.device={cfg.device!r} but CUDA is not available")
+        if device.type not in ("cpu", "cuda"):
+            backend = getattr(torch, device.type, None)
+            available = getattr(backend, "is_available", None)
+            if device.type == "meta" or available is None or not available():
+                raise ValueError(f"TrainConfig.device={cfg.device!r} cannot train here (a "
+                                 "'meta' tensor holds no values; other device types need their "
+                                 "backend): use 'cpu', 'cuda' or None")
         self.dist = init_distributed(device)
         if device.type == "cuda" and device.index is None:
             if self.dist.distributed and self.dist.local_rank >= torch.cuda.device_count():

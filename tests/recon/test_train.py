@@ -87,6 +87,10 @@ def test_trainer_rejects_bad_arguments(tmp_path):
         Trainer(W.tiny_cnn(), None, train_set, val_set, {"lr": 1}, tmp_path)
     with pytest.raises(TypeError, match="loss_fn"):
         Trainer(W.tiny_cnn(), "mse", train_set, val_set, cfg, tmp_path)
+    for device in ("meta", "xla:0"):
+        with pytest.raises(ValueError, match=f"TrainConfig.device='{device}' cannot train"):
+            Trainer(W.tiny_cnn(), None, train_set, val_set, W.cnn_config(device=device),
+                    tmp_path / "d").fit()
 
 
 def test_param_groups(tmp_path):
