@@ -31,6 +31,9 @@ __all__ = ["TritonBackend", "triton_available", "KernelConfig", "AUTOTUNE_ENV"]
 _INT32_LIMIT = 2**31 - 1
 #: The largest batch tile of a launch (8 planes of 8 half-precision images).
 _MAX_B_BLOCK = 64
+#: The most images of one launch: the batch tiles lie on the launch grid's second axis, which
+#: CUDA limits to 65535 programs.
+_MAX_LAUNCH_IMAGES = 32768
 
 #: Storage dtypes the kernels read and write (accumulation is float32, or float64 for float64).
 SUPPORTED_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
@@ -665,20 +668,26 @@ class TritonBackend:
             cfg = self._defaults[key] = KernelConfig.default(batch, dtype)
         return cfg
 
-    def _choose(self, direction: str, t: torch.Tensor, run) -> KernelConfig:
+    def _choose(self, direction: str, t: torch.Tensor, run,
+                fits: int = _INT32_LIMIT) -> KernelConfig:
         """The launch for this call: the explicit config, else the default, else (autotune)
-        the fastest of :meth:`KernelConfig.candidates`, timed once per direction, batch, dtype
-        and device by running ``run(cfg)`` (which writes the call's output)."""
+        the fastest of :meth:`KernelConfig.candidates` whose padded batch stays within
+        ``fits`` images, timed once per direction, batch, dtype and device by running
+        ``run(cfg)`` (which writes the call's output)."""
         b = t.shape[0]
-        if self.config is not None or not self.autotune:
-            return self._config(b, t.dtype)
+        default = self._config(b, t.dtype)
+        if self.config is not None or not self.autotune \
+                or self._padded_images(default, b, t.dtype) > fits:
+            return default  # (the caller shrinks a batch the default does not fit)
         key = (direction, b, t.dtype, str(t.device))
         if key in self.tuned:
             return self.tuned[key]["config"]
         if t.device.type == "cuda" and torch.cuda.is_current_stream_capturing():
-            return self._config(b, t.dtype)  # no timing inside a CUDA-graph capture
+            return default  # no timing inside a CUDA-graph capture
         times = []
-        for i, cfg in enumerate(KernelConfig.candidates(b, t.dtype)):
+        candidates = [c for c in KernelConfig.candidates(b, t.dtype)
+                      if self._padded_images(c, b, t.dtype) <= fits]
+        for i, cfg in enumerate(candidates):
             try:
                 times.append((cfg, _time_ms(lambda: run(cfg), t.device, self.autotune_reps)))
             except Exception:  # e.g. out of registers / shared memory: not a candidate
@@ -690,30 +699,57 @@ class TritonBackend:
         return best
 
     @staticmethod
-    def _batch_chunks(batch: int, per_item: int):
-        """Split the batch so that every tensor the kernels index stays below 2**31 elements:
-        ``per_item`` elements per image, and room for the copies' padding of the batch to a
-        whole batch tile (at most 64 images; a chunk of one image is never padded)."""
-        step = max(1, _INT32_LIMIT // max(1, per_item) - _MAX_B_BLOCK)
-        for start in range(0, batch, step):
-            yield start, min(batch, start + step)
+    def _padded_images(cfg: KernelConfig, batch: int, dtype: torch.dtype) -> int:
+        """Images in the copies of a ``batch``-image launch with ``cfg`` (an upper bound: the
+        planar and channels-last copies pad the batch to whole vectors and tiles)."""
+        if batch <= 1 or cfg.layout == "plain":
+            return batch
+        return _padded_batch(batch, cfg.b_block, max(cfg.group, _vector_width(dtype)))
+
+    def _chunk_size(self, direction: str, part: torch.Tensor, fits: int, run):
+        """``(images, config)`` of the next launch on ``part`` (the rest of the batch): as many
+        images as fit in ``fits`` once padded to the config's tiles, at most
+        ``_MAX_LAUNCH_IMAGES``."""
+        n = min(part.shape[0], fits, _MAX_LAUNCH_IMAGES)
+        while True:
+            cfg = self._choose(direction, part[:n], run(n), fits)
+            padded = self._padded_images(cfg, n, part.dtype)
+            if padded <= fits:
+                return n, cfg
+            tile = max(cfg.b_block, cfg.group, _vector_width(part.dtype))  # powers of two
+            n = max(1, min(n - 1, fits // tile * tile))
 
     # -- operators ------------------------------------------------------------------------------
     def _run(self, name: str, t: torch.Tensor, trailing, table: torch.Tensor, tabs: dict,
              out_shape, per_item: int, chunk) -> torch.Tensor:
         """Check ``t``, then apply ``chunk(t_part, out_part, tabs, V, D, config)`` to batch
         chunks small enough that every tensor the kernels index has fewer than ``2**31``
-        elements (``per_item`` of them per image); ``tabs``: :meth:`tables` of ``table``."""
+        elements (``per_item`` of them per image, the batch padded to the launch's tiles) and
+        that the launch grid's batch axis stays within CUDA's 65535; ``tabs``:
+        :meth:`tables` of ``table``."""
         self._check(name, t, trailing)
         _, v, d = table.shape
+        fits = _INT32_LIMIT // max(1, per_item)
+        if fits < 1:
+            raise ValueError(
+                f"{name}: one image needs {per_item} elements in the triton kernels' copies, "
+                f"more than the 2**31 - 1 their int32 offsets reach ({self.grid.shape[0]}x"
+                f"{self.grid.shape[1]} pixels, {v}x{d} rays); use backend='torch' for this "
+                "size")
         out = torch.empty(t.shape[0], *out_shape, dtype=t.dtype, device=t.device)
         direction = "forward" if name == "x" else "adjoint"
         with _on_device(t.device):
-            for start, stop in self._batch_chunks(t.shape[0], per_item):
-                part, out_part = t[start:stop], out[start:stop]
-                cfg = self._choose(direction, part,
-                                   lambda c: chunk(part, out_part, tabs, v, d, c))
-                chunk(part, out_part, tabs, v, d, cfg)
+            start = 0
+            while start < t.shape[0]:
+                rest = t[start:]
+
+                def run(n, start=start):
+                    return lambda c: chunk(t[start:start + n], out[start:start + n], tabs, v,
+                                           d, c)
+
+                n, cfg = self._chunk_size(direction, rest, fits, run)
+                chunk(t[start:start + n], out[start:start + n], tabs, v, d, cfg)
+                start += n
         return out
 
     def forward(self, x: torch.Tensor, table: torch.Tensor) -> torch.Tensor:

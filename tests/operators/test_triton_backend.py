@@ -450,18 +450,70 @@ def test_planar_launch_issues_fewer_instructions_per_image_than_v3(static, dtype
         assert new["barriers in loop"] == 0 and new["shared in loop"] == 0, new
 
 
-def test_batch_chunks_leave_room_for_the_padding_of_the_batch_tile():
-    """Every chunk, padded to a whole batch tile (at most 64 images), keeps the copies below
-    2**31 elements (int32 indices in the kernels); a batch tile above 64 is refused."""
-    from operators.backends.triton_backend import KernelConfig, TritonBackend
-    for per_item in (2**31 // 70, 2**31 // 300, 2**25, 12345):
-        chunks = list(TritonBackend._batch_chunks(1000, per_item))
-        assert chunks[0][0] == 0 and chunks[-1][1] == 1000
-        assert all(a[1] == b[0] for a, b in zip(chunks, chunks[1:]))
-        for start, stop in chunks:
-            assert stop - start == 1 or (stop - start + 64) * per_item < 2**31
-    with pytest.raises(ValueError, match="b_block"):
-        KernelConfig(b_block=128, group=32)
+@pytest.fixture
+def recorded_launches(monkeypatch):
+    """The kernels replaced by recorders of their launch grid and tensor sizes, for meta
+    tensors (no values): what the host code would launch, at any size, in milliseconds."""
+    from operators.backends import triton_backend as TB
+    from operators.backends import triton_kernels as K
+    launches = []
+
+    class Recorder:
+        def __getitem__(self, grid):
+            def launch(*args, **kwargs):
+                sizes = [a.numel() for a in args if isinstance(a, torch.Tensor)]
+                launches.append({"grid": grid, "images": args[1].shape[0],
+                                 "largest": max(sizes)})
+            return launch
+
+    for name in ("joseph_forward_kernel", "joseph_adjoint_kernel",
+                 "joseph_adjoint_parallel_kernel"):
+        monkeypatch.setattr(K, name, Recorder())
+    monkeypatch.setattr(TB, "_interpreting", lambda: True)  # meta tensors pass the device check
+    return launches
+
+
+def _launch(grid_shape, geometry, batch, direction, dtype=torch.float32):
+    import operators as op
+    from operators.backends.triton_backend import TritonBackend
+    grid = op.ImageGrid(grid_shape)
+    table = op.XRayTransform(grid, geometry, backend="torch").ray_table
+    shape = grid_shape if direction == "forward" else geometry.sinogram_shape
+    t = torch.empty(batch, *shape, dtype=dtype, device="meta")
+    return getattr(TritonBackend(grid, geometry), direction)(t, table)
+
+
+@pytest.mark.parametrize("direction", ["forward", "adjoint"])
+def test_launches_stay_within_int32_offsets_and_the_grid_limit(recorded_launches, direction):
+    """Every launch's tensors, the batch padded to its tiles, stay below 2**31 elements; the
+    batch axis of the launch grid stays within CUDA's 65535; large images still go 40 to a
+    launch (the chunks used to reserve 64 images of padding: 40 launches of one 4096^2 image)."""
+    import operators as op
+    P = op.ParallelGeometry
+    cases = [((4096, 4096), P.full_scan(720, 5793), 40, torch.float32),
+             ((3800, 3800), P.full_scan(720, 5400), 130, torch.float32),
+             ((2048, 2048), P.full_scan(720, 2897), 300, torch.float16),
+             ((8, 8), P.full_scan(4, 12), 1_100_000, torch.float32),
+             ((8, 8), P.full_scan(4, 12), 2_200_001, torch.float16)]
+    for shape, geometry, batch, dtype in cases:
+        recorded_launches.clear()
+        _launch(shape, geometry, batch, direction, dtype)
+        images = [launch["images"] for launch in recorded_launches]
+        assert sum(images) == batch
+        assert all(launch["largest"] <= 2**31 - 1 for launch in recorded_launches)
+        assert all(launch["grid"][1] <= 65535 for launch in recorded_launches)
+        if shape == (4096, 4096):
+            assert images == [40], images
+
+
+def test_an_image_beyond_the_int32_offsets_is_refused_and_auto_takes_torch(recorded_launches):
+    import operators as op
+    from operators.backends import select_backend
+    grid, geometry = (32768, 32768), op.ParallelGeometry.full_scan(4, 46341)
+    with pytest.raises(ValueError, match="int32 offsets reach .* use backend='torch'"):
+        _launch(grid, geometry, 1, "forward")
+    assert not recorded_launches
+    assert select_backend(torch.device("cuda"), op.ImageGrid(grid), geometry) != "triton"
 
 
 def test_copy_planar_places_image_b_in_plane_b_div_group():
