@@ -93,7 +93,8 @@ def step_ranges(table: torch.Tensor, grid: ImageGrid) -> Tuple[torch.Tensor, tor
 
 
 def joseph_coefficients(table: torch.Tensor, grid: ImageGrid, dtype: torch.dtype,
-                        first_step=None, n_steps_chunk=None) -> Tuple[torch.Tensor, torch.Tensor]:
+                        first_step=None, n_steps_chunk=None,
+                        dead_index: int = 0) -> Tuple[torch.Tensor, torch.Tensor]:
     """Interpolation coefficients of a chunk of rays.
 
     Parameters
@@ -107,11 +108,15 @@ def joseph_coefficients(table: torch.Tensor, grid: ImageGrid, dtype: torch.dtype
         Evaluate steps ``first_step + 0 .. n_steps_chunk - 1`` of each ray (from
         :func:`step_ranges`) instead of all ``K = max(H, W)`` steps.
     n_steps_chunk : int, optional
+    dead_index : int
+        The index of the slots outside the grid (weight 0): 0, or ``H * W`` for a caller that
+        appends a zero pixel, so that a non-finite pixel 0 does not reach rays that miss it
+        (``0 * inf`` is NaN).
 
     Returns
     -------
     index : LongTensor, shape ``(n, 2 K)``
-        Flat pixel indices ``r * W + c`` (0 where the weight is 0).
+        Flat pixel indices ``r * W + c`` (``dead_index`` outside the grid).
     weight : Tensor, shape ``(n, 2 K)``
         Interpolation weight times step length (mm); 0 outside the grid.
     """
@@ -150,8 +155,8 @@ def joseph_coefficients(table: torch.Tensor, grid: ImageGrid, dtype: torch.dtype
     index = torch.empty((n, 2, n_k), dtype=torch.int64, device=device)
     torch.add(kk * kk_scale, i0 * i_scale, out=index[:, 0])
     torch.add(index[:, 0], i_scale, out=index[:, 1])
-    index[:, 0].masked_fill_(~ok0, 0)
-    index[:, 1].masked_fill_(~ok1, 0)
+    index[:, 0].masked_fill_(~ok0, dead_index)
+    index[:, 1].masked_fill_(~ok1, dead_index)
     return index.reshape(n, 2 * n_k), weight.reshape(n, 2 * n_k).to(dtype)
 
 

@@ -32,11 +32,15 @@ class ReferenceBackend:
         b = x.shape[0]
         _, v, d = table.shape
         flat_table = table.reshape(4, v * d)
-        xf = x.reshape(b, -1)
+        # One zero pixel appended, read by the slots outside the grid: a non-finite pixel
+        # then reaches only the rays through it (as in the other backends).
+        dead = x.shape[-2] * x.shape[-1]
+        xf = torch.cat([x.reshape(b, dead), x.new_zeros(b, 1)], 1)
         out = torch.zeros(b, v * d, dtype=x.dtype, device=x.device)
         budget = max(1, self.chunk_entries // max(1, b))
         for rays, first, n_k in ray_chunks(flat_table, self.grid, budget):
-            index, weight = joseph_coefficients(flat_table[:, rays], self.grid, x.dtype, first, n_k)
+            index, weight = joseph_coefficients(flat_table[:, rays], self.grid, x.dtype, first,
+                                                n_k, dead_index=dead)
             gathered = xf[:, index.reshape(-1)].reshape(b, rays.numel(), -1)
             out[:, rays] = (gathered * weight).sum(-1)
         return out.reshape(b, v, d)
@@ -48,10 +52,13 @@ class ReferenceBackend:
         h, w = self.grid.shape
         flat_table = table.reshape(4, v * d)
         yf = y.reshape(b, v * d)
-        out = torch.zeros(b, h * w, dtype=y.dtype, device=y.device)
+        # Slots outside the grid add into an extra pixel, dropped at the end (a non-finite
+        # ray value times their zero weight would otherwise land on pixel 0).
+        out = torch.zeros(b, h * w + 1, dtype=y.dtype, device=y.device)
         budget = max(1, self.chunk_entries // max(1, b))
         for rays, first, n_k in ray_chunks(flat_table, self.grid, budget):
-            index, weight = joseph_coefficients(flat_table[:, rays], self.grid, y.dtype, first, n_k)
+            index, weight = joseph_coefficients(flat_table[:, rays], self.grid, y.dtype, first,
+                                                n_k, dead_index=h * w)
             contrib = yf[:, rays, None] * weight
             out.index_add_(1, index.reshape(-1), contrib.reshape(b, -1))
-        return out.reshape(b, h, w)
+        return out[:, :h * w].reshape(b, h, w)

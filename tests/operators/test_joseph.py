@@ -78,3 +78,28 @@ def test_torch_backend_divides_the_chunk_budget_by_the_batch(monkeypatch):
     A(x)
     A.T(A(x))
     assert budgets and all(b * 4 <= ref.DEFAULT_CHUNK_ENTRIES for b in budgets)
+
+
+@pytest.mark.parametrize("pixel", [(0, 0), (3, 5), (7, 12)])
+def test_a_non_finite_value_reaches_only_the_rays_through_it(pixel):
+    """With the input check off (check_inputs=False, or inside torch.compile) an inf pixel
+    makes NaN/inf exactly where the system matrix has a non-zero: the torch backend's slots
+    outside the grid used to read pixel 0 with weight 0 (0 * inf = NaN in most rays)."""
+    import math
+
+    from operators import FanGeometry, ImageGrid, XRayTransform
+    grid = ImageGrid(shape=(8, 13))
+    geometry = FanGeometry.full_scan(9, 20, 1.5, source_to_isocenter=60.0,
+                                     source_to_detector=100.0)
+    x = torch.zeros(8, 13, dtype=torch.float64)
+    x[pixel] = math.inf
+    y = torch.zeros(9, 20, dtype=torch.float64)
+    y[4, 10 + pixel[0] % 3] = math.inf
+    ones = torch.ones_like(x)
+    pattern = {}
+    for backend in ("sparse", "torch"):
+        op = XRayTransform(grid, geometry, backend=backend, check_inputs=False)
+        pattern[backend] = (~torch.isfinite(op(x)), ~torch.isfinite(op.T(y)))
+        assert torch.isfinite(op(ones)).all()
+    for ours, matrix in zip(pattern["torch"], pattern["sparse"]):
+        assert torch.equal(ours, matrix) and 0 < int(ours.sum()) < ours.numel() // 4
