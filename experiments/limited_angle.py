@@ -675,15 +675,22 @@ def make_claims(summary, config: Config, note: str) -> List[Dict[str, Any]]:
         return {m: None if clean[m] is None or noisy[m] is None else noisy[m] - clean[m]
                 for m in summary}
 
+    def undefined(delta):  # e.g. no outline in either condition: inf - inf
+        return [m for m in ["unet"] + ko
+                if delta.get(m) is None or math.isnan(delta[m])]
+
     def more(delta, sign):  # U-Net degrades more than every known-operator network
-        return bool(ko) and all(sign * delta["unet"] > sign * delta[m] for m in ko)
+        # An undefined change decides nothing: the claim is then not shown (and says why).
+        return bool(ko) and not undefined(delta) \
+            and all(sign * delta["unet"] > sign * delta[m] for m in ko)
 
     psnr = change("psnr")
     claims.append(claim(
         f"the U-Net trained on noise-free data loses more PSNR inside the body under unmatched "
         f"Poisson noise (N0 = {photons:.0e}) than every known-operator network",
         more(psnr, -1.0), photons=photons,
-        psnr_drop_db={m: -v for m, v in psnr.items()},
+        psnr_drop_db={m: None if v is None else -v for m, v in psnr.items()},
+        change_undefined_for=undefined(psnr),
         psnr_noise_free=values(NOISE_FREE, "psnr"), psnr_noisy=values(worst, "psnr"),
         ssim_noise_free=values(NOISE_FREE, "ssim"), ssim_noisy=values(worst, "ssim"),
         unet_noisy_psnr_still_above_every_known_operator_network=all(
@@ -697,8 +704,8 @@ def make_claims(summary, config: Config, note: str) -> List[Dict[str, Any]]:
             f"share of lesions it detects (CNR >= {config.cnr_threshold:g} and >= "
             f"{config.min_contrast_fraction:.0%} of the true contrast) falls, and by more than "
             "for every known-operator network",
-            det["unet"] < 0 and more(det, -1.0), photons=photons,
-            detected_change=det,
+            more(det, -1.0) and det["unet"] < 0, photons=photons,
+            detected_change=det, change_undefined_for=undefined(det),
             detected_noise_free=values(NOISE_FREE, "lesion_detected"),
             detected_noisy=values(worst, "lesion_detected"),
             contrast_noise_free=values(NOISE_FREE, "lesion_contrast"),
@@ -710,8 +717,8 @@ def make_claims(summary, config: Config, note: str) -> List[Dict[str, Any]]:
         f"the U-Net's body outline ({config.outline_threshold_hu:g} HU) moves away from the true "
         f"one under unmatched noise (N0 = {photons:.0e}) by more than every known-operator "
         "network's (increase of the mean outline distance)",
-        shift["unet"] > 0 and more(shift, 1.0), photons=photons,
-        outline_mean_mm_increase=shift,
+        more(shift, 1.0) and shift["unet"] > 0, photons=photons,
+        outline_mean_mm_increase=shift, change_undefined_for=undefined(shift),
         outline_mean_mm_noise_free=values(NOISE_FREE, "outline_mean_mm"),
         outline_mean_mm_noisy=values(worst, "outline_mean_mm"),
         outline_max_mm_noise_free=values(NOISE_FREE, "outline_max_mm"),
@@ -724,7 +731,8 @@ def make_claims(summary, config: Config, note: str) -> List[Dict[str, Any]]:
         f"the U-Net puts more new false structure into the air under unmatched noise "
         f"(N0 = {photons:.0e}) than every known-operator network (increase of the mean "
         f"|HU + 1000| beyond {config.air_margin_mm:g} mm of the body)",
-        air["unet"] > 0 and more(air, 1.0), photons=photons, air_hu_increase=air,
+        more(air, 1.0) and air["unet"] > 0, photons=photons, air_hu_increase=air,
+        change_undefined_for=undefined(air),
         air_hu_noise_free=values(NOISE_FREE, "air_hu"), air_hu_noisy=values(worst, "air_hu"),
         configuration=note))
     adv = [m for m in ["unet"] + ko if "adversarial" in summary[m]]

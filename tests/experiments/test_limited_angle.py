@@ -330,3 +330,40 @@ def test_lesion_core_excludes_the_partial_volume_rim():
     assert core.sum() == int((dist <= 2.5).sum()) == 21
     assert dist[core].max() <= 2.5
     assert dist[ring].min() >= 4.0            # default gap: one pixel
+
+
+def _summary(outline_clean, outline_noisy, config):
+    """A summary as :func:`summarise` writes it, with only the outline distance varying."""
+    from experiments import limited_angle as la
+    noisy = la._photon_key(min(config.photons))
+    base = {"psnr": 30.0, "lesion_detected": 0.5, "air_hu": 10.0}
+    out = {}
+    for m in ("unet",) + la.KNOWN_OPERATOR:
+        out[m] = {}
+        for cond, outline in ((la.NOISE_FREE, outline_clean[m]), (noisy, outline_noisy[m])):
+            out[m][cond] = {k: {"mean": v} for k, v in
+                            {**base, "outline_mean_mm": outline, "outline_max_mm": outline}
+                            .items()}
+    return out
+
+
+def test_an_undefined_change_decides_no_claim():
+    """A network with no body outline (-500 HU) in either condition has an outline distance
+    of inf in both, so its change is inf - inf = NaN; a comparison with NaN is always False,
+    which used to decide the claim silently. It is now not held, and says for whom."""
+    from experiments import limited_angle as la
+    config = la.PRESETS["tiny"]
+    inf = math.inf
+    clean = {"unet": 2.0, "tfbp": 2.0, "vn": 2.0, "lpd": 2.0}
+
+    def outline_claim(noisy, clean=clean):
+        claims = la.make_claims(_summary(clean, noisy, config), config, "test")
+        return next(c for c in claims if "outline" in c["claim"])
+
+    shown = outline_claim({"unet": 9.0, "tfbp": 2.5, "vn": 2.5, "lpd": 3.0})
+    assert shown["held"] and shown["numbers"]["change_undefined_for"] == []
+    lost = outline_claim({"unet": 9.0, "tfbp": 2.5, "vn": 2.5, "lpd": inf})  # lost under noise
+    assert not lost["held"] and lost["numbers"]["change_undefined_for"] == []
+    never = outline_claim({"unet": 9.0, "tfbp": 2.5, "vn": 2.5, "lpd": inf},
+                          clean={**clean, "lpd": inf})
+    assert not never["held"] and never["numbers"]["change_undefined_for"] == ["lpd"]
