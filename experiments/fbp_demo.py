@@ -50,7 +50,7 @@ class Config:
     source_to_isocenter: float = 600.0  # mm
     source_to_detector: float = 1100.0  # mm
     supersample: int = 4             # rasterisation of the ground truth
-    disk_tolerance: float = 0.01     # the claim: disk value within 1 %
+    disk_tolerance: float = 0.01     # the claim: every interior pixel of the disk within 1 %
 
 
 PRESETS = {
@@ -140,8 +140,10 @@ def run(config: Config, out: Path, *, device: torch.device, seeds: Sequence[int]
             "seconds": time.perf_counter() - t0,
         }
         claims.append(claim(f"FBP recovers a uniform disk within {100 * cfg.disk_tolerance:g}% "
-                            f"({name})", abs(disk_value - 1) < cfg.disk_tolerance,
-                            recovered_ratio=disk_value, max_deviation=disk_max_dev))
+                            f"at every pixel of its interior ({name})",
+                            disk_max_dev < cfg.disk_tolerance,
+                            recovered_ratio=disk_value, max_deviation=disk_max_dev,
+                            interior="farther than 4 pixels from the disk's edge"))
         panels.append((name, exact.cpu(), rec["ram-lak"].cpu(), rec["hann"].cpu(), err, psnr))
         log.info("%s: projection error %.4f, FBP error %.4f, disk %.4f (max deviation %.4f)",
                  name, proj_err, err["ram-lak"], disk_value, disk_max_dev)
