@@ -711,6 +711,8 @@ class TritonBackend:
         images as fit in ``fits`` once padded to the config's tiles, at most
         ``_MAX_LAUNCH_IMAGES``."""
         n = min(part.shape[0], fits, _MAX_LAUNCH_IMAGES)
+        if n == part.shape[0] and n + _MAX_B_BLOCK <= fits:  # the usual case: one launch
+            return n, self._choose(direction, part, run(n), fits)
         while True:
             cfg = self._choose(direction, part[:n], run(n), fits)
             padded = self._padded_images(cfg, n, part.dtype)
