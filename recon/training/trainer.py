@@ -33,7 +33,7 @@ from .batches import batch_len, check_dataset, make_loader, split_batch, to_devi
 from .checkpoint import load_checkpoint, remove_stale_temporaries, save_atomic
 from .config import TrainConfig
 from .distributed import (DistInfo, all_gather_objects, all_reduce_sum, barrier,
-                          init_distributed)
+                          broadcast_object, init_distributed)
 from .evaluation import LossFn, MetricsFn, evaluate_model, mean_loss
 from .logs import make_tensorboard_writer, write_logs
 from .rng import capture_rng, restore_rng, seed_everything
@@ -421,11 +421,22 @@ class Trainer:
                     "device": str(device), "finished": state["finished"],
                     "stopped_early": state["stopped_early"]}
 
-        writable = True
+        writable, problem = True, None
         if main:
-            writable = self._check_out_dir()
-            for name in ("checkpoint.pt", "best.pt", "log.csv", "log.json"):
-                remove_stale_temporaries(self.out_dir / name)
+            try:
+                writable = self._check_out_dir()
+            except OSError as exc:
+                problem = exc
+            else:
+                for name in ("checkpoint.pt", "best.pt", "log.csv", "log.json"):
+                    remove_stale_temporaries(self.out_dir / name)
+        # Every rank learns rank 0's verdict, so that all stop together.
+        writable, message = broadcast_object((writable, None if problem is None
+                                              else str(problem)))
+        if problem is not None:
+            raise problem
+        if message is not None:
+            raise RuntimeError(f"rank 0 cannot use out_dir: {message}")
         barrier()
         if resume and self.checkpoint_path.is_file():
             ckpt = load_checkpoint(self.checkpoint_path)
