@@ -36,16 +36,16 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import logging
-import os
 import platform
 import shutil
 import subprocess
-import tempfile
 import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence
+
+from recon.training.atomic import probe_writable
 
 from . import registry
 from .common import read_json, to_jsonable, write_json_atomic
@@ -160,9 +160,7 @@ def prepare_output(out: Any) -> Path:
         raise RunnerError("--out", f"{str(path)!r} exists and is not a folder")
     try:
         path.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(dir=path, prefix=".write-test.")
-        os.close(fd)
-        os.unlink(probe)
+        probe_writable(path)
     except OSError as exc:
         raise RunnerError("--out", f"output folder {str(path)!r} is not writable "
                           f"({exc.strerror or exc})") from None
@@ -290,8 +288,7 @@ def _delete_contents(folder: Path) -> None:
 def _check_writable(folder: Path) -> None:
     """Fail before any work when ``folder`` cannot take new files (a read-only copy of a run)."""
     try:
-        with tempfile.TemporaryFile(dir=folder):
-            pass
+        probe_writable(folder)
     except OSError as exc:
         raise RunnerError("--out", f"cannot write into {str(folder)!r} "
                                    f"({exc.strerror or type(exc).__name__}); make it writable "

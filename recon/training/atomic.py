@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 from typing import IO, Callable, Union
 
-__all__ = ["write_atomic", "remove_stale_temporaries"]
+__all__ = ["write_atomic", "remove_stale_temporaries", "probe_writable"]
 
 
 def _umask() -> int:
@@ -54,3 +54,10 @@ def remove_stale_temporaries(path: Union[str, os.PathLike]) -> int:
             except OSError:
                 pass
     return n
+
+
+def probe_writable(folder: Union[str, os.PathLike]) -> None:
+    """Create and remove a temporary file in ``folder``; the ``OSError`` of a folder that cannot
+    take new files (read-only, missing) propagates."""
+    with tempfile.TemporaryFile(dir=folder):
+        pass

@@ -15,7 +15,6 @@ import contextlib
 import copy
 import errno
 import math
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +29,7 @@ from torch.utils.data.distributed import DistributedSampler
 from operators.signature import SIGNATURE_KEY, signature_differences
 
 from .batches import batch_len, check_dataset, make_loader, split_batch, to_device
+from .atomic import probe_writable
 from .checkpoint import load_checkpoint, remove_stale_temporaries, save_atomic
 from .config import TrainConfig
 from .distributed import (DistInfo, all_gather_objects, all_reduce_sum, barrier,
@@ -306,8 +306,7 @@ class Trainer:
                                      "is not a folder")
         try:
             self.out_dir.mkdir(parents=True, exist_ok=True)
-            with tempfile.TemporaryFile(dir=self.out_dir):
-                pass
+            probe_writable(self.out_dir)
         except PermissionError:
             return False
         except OSError as exc:

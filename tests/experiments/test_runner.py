@@ -8,6 +8,7 @@ import importlib.machinery
 import json
 import logging
 import sys
+import tempfile
 import types
 from dataclasses import dataclass
 
@@ -130,7 +131,7 @@ def test_unwritable_output_folder_is_exit_2(fakes, tmp_path, capsys):
 
 def _refuse_writes_in(folder, monkeypatch):
     """Emulate a read-only folder (chmod does not stop root, who runs CI here)."""
-    real_temporary_file, real_unlink = runner.tempfile.TemporaryFile, runner.Path.unlink
+    real_temporary_file, real_unlink = tempfile.TemporaryFile, runner.Path.unlink
 
     def temporary_file(*args, dir=None, **kwargs):
         if dir is not None and runner.Path(dir) == folder:
@@ -142,7 +143,7 @@ def _refuse_writes_in(folder, monkeypatch):
             raise PermissionError(13, "Permission denied", str(self))
         return real_unlink(self, *args, **kwargs)
 
-    monkeypatch.setattr(runner.tempfile, "TemporaryFile", temporary_file)
+    monkeypatch.setattr(tempfile, "TemporaryFile", temporary_file)
     monkeypatch.setattr(runner.Path, "unlink", unlink)
 
 
