@@ -62,22 +62,15 @@ def make_backend(name: str, grid: ImageGrid, geometry):
     raise ValueError(f"backend must be one of {BACKENDS}, got {name!r}")
 
 
-def _one_image_fits_int32(grid: ImageGrid, geometry) -> bool:
-    """Whether the triton kernels' copies of one image (the image and its framed transpose;
-    the sinogram with a frame of at most 16 rays per side) stay below their int32 offsets'
-    2**31 elements; beyond (a 32768 x 32768 image) ``auto`` takes the ``torch`` backend."""
-    h, w = grid.shape
-    per_image = max(2 * (h + 2) * (w + 2), geometry.views * (geometry.detector_count + 32))
-    return per_image < 2**31 - 1
-
-
 def select_backend(device: torch.device, grid: ImageGrid, geometry) -> str:
     """The backend ``auto`` uses for tensors on ``device``."""
     n_rays = geometry.views * geometry.detector_count
-    if device.type == "cuda" and _one_image_fits_int32(grid, geometry):
+    if device.type == "cuda":
         factory, _ = _triton_factory()
         if factory is not None:
-            return "triton"
+            from .triton_backend import one_image_fits
+            if one_image_fits(grid, geometry):
+                return "triton"
     if estimated_bytes(grid, n_rays) <= SPARSE_MEMORY_BUDGET:
         return "sparse"
     return "torch"

@@ -411,6 +411,27 @@ def _on_device(device: torch.device):
     return contextlib.nullcontext()
 
 
+def forward_elements_per_image(h: int, w: int, v: int, d: int) -> int:
+    """Elements per image of the forward's largest tensor: the image and its transpose, each
+    with a zero frame at most (see ``_forward_chunk``), or the ``(V, D)`` output."""
+    return max(2 * max(h * (w + 2), w * (h + 2)), v * d)
+
+
+def adjoint_elements_per_image(h: int, w: int, v: int, d: int, frame: int) -> int:
+    """Elements per image of the adjoint's largest tensor: the output, or the sinogram with
+    ``frame`` zero rays on both sides of every view."""
+    return max(h * w, v * (d + 2 * frame))
+
+
+def one_image_fits(grid: ImageGrid, geometry) -> bool:
+    """Whether one image's copies stay within the kernels' int32 offsets in both directions
+    (with the widest frame the parallel adjoint uses); beyond, ``auto`` takes ``torch``."""
+    (h, w), (v, d) = grid.shape, geometry.sinogram_shape
+    return max(forward_elements_per_image(h, w, v, d),
+               adjoint_elements_per_image(h, w, v, d, PARALLEL_AFFINE_MAX_CANDIDATES)) \
+        <= _INT32_LIMIT
+
+
 def _padded_batch(batch: int, b_block: int, vec: int = 4) -> int:
     """Padded batch of the channels-last and planar copies: a multiple of ``vec`` (the
     channels-last rows' 16-byte vectors, or the planar layout's plane width) and, when the
@@ -758,8 +779,7 @@ class TritonBackend:
         """Project ``x`` ``(B, H, W)`` to ``(B, V, D)`` (line integrals, Joseph's method)."""
         h, w = self.grid.shape
         _, v, d = table.shape
-        # The image and its transpose, each with a zero frame at most (see _forward_chunk).
-        per_item = max(2 * max(h * (w + 2), w * (h + 2)), v * d)
+        per_item = forward_elements_per_image(h, w, v, d)
         return self._run("x", x, (h, w), table, self.tables(table), (v, d), per_item,
                          self._forward_chunk)
 
@@ -825,7 +845,8 @@ class TritonBackend:
         h, w = self.grid.shape
         tabs = self.tables(table)
         frame = tabs["parallel_frame"]  # at most this many rays of frame
-        return self._run("y", y, (v, d), table, tabs, (h, w), max(h * w, v * (d + 2 * frame)),
+        return self._run("y", y, (v, d), table, tabs, (h, w),
+                         adjoint_elements_per_image(h, w, v, d, frame),
                          self._adjoint_chunk)
 
     def _adjoint_chunk(self, y, out, tabs, v, d, cfg: KernelConfig):
