@@ -31,6 +31,7 @@ import warnings
 import torch
 from torch import nn
 
+from operators._custom_ops import _autocast_enabled, compiling
 from operators.signature import is_scan, register_signature
 
 from ..iterative import operator_norm
@@ -121,8 +122,6 @@ def check_dtype_matches(name: str, tensor: torch.Tensor, module: nn.Module) -> N
     Convolutions do not promote: a float64 sinogram into a float32 network would otherwise fail
     deep inside torch. Inside ``torch.autocast`` (mixed precision) any dtype is accepted.
     """
-    from operators._custom_ops import _autocast_enabled, compiling
-
     if compiling():
         return
     param = next((p for p in module.parameters() if p.is_floating_point()), None)
