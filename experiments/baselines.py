@@ -59,6 +59,7 @@ import numpy as np
 import torch
 
 import operators as ops
+from operators._checks import integer
 from recon import iterative
 from recon.data import EllipsesDataset, MU_WATER, ct_small_mu, gaussian_noise
 from recon.metrics import psnr, ssim
@@ -149,9 +150,7 @@ class Config:
         for name in ("size", "views", "detectors", "validation_images", "test_images",
                      "batch_size", "sirt_max_iterations", "cgls_max_iterations",
                      "tv_iterations", "noise_realisations", "ct_upsample"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            integer(f"Config.{name}", getattr(self, name))
         if self.size < 16:
             raise ValueError(f"size must be >= 16 (SSIM window and phantoms), got {self.size}")
         if not self.pixel_size > 0:

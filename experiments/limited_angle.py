@@ -65,6 +65,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from operators._checks import integer
 from recon.data.units import MU_WATER
 
 from . import limited_angle_measures as measures
@@ -185,13 +186,8 @@ class Config:
                              f"{self.methods!r}")
         for name in ("size", "train_size", "val_size", "test_size", "tv_iterations",
                      "batch_size", "epochs", "adversarial_steps", "adversarial_cases"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"Config.{name} must be a positive int, got {v!r}")
-        if isinstance(self.data_workers, bool) or not isinstance(self.data_workers, int) \
-                or self.data_workers < 0:
-            raise ValueError(f"Config.data_workers must be a non-negative int, got "
-                             f"{self.data_workers!r}")
+            integer(f"Config.{name}", getattr(self, name))
+        integer("Config.data_workers", self.data_workers, minimum=0)
         if self.size < 16:
             raise ValueError(f"Config.size must be at least 16, got {self.size}")
         if self.arc_deg is not None and not 0 < self.arc_deg < 360:

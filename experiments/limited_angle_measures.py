@@ -44,12 +44,13 @@ effects measured here: lost lesions, shifted body outline, structures in the air
 from __future__ import annotations
 
 import math
-import numbers
 from typing import Dict, Sequence, Tuple
 
 import numpy as np
 import torch
 from scipy import ndimage
+
+from operators._checks import real
 
 __all__ = ["HU_WINDOW", "body_mask", "outline", "outline_shift", "lesion_regions",
            "lesion_contrast", "contrast_to_noise", "lesion_detected", "air_error",
@@ -99,14 +100,6 @@ def _spacing(spacing) -> Tuple[float, float]:
     return dy, dx
 
 
-def _number(name: str, value, low: float = -math.inf, strict: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) \
-            or not math.isfinite(value) or value < low or (strict and value == low):
-        bound = f"> {low}" if strict else f">= {low}"
-        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
-    return float(value)
-
-
 # ---------------------------------------------------------------------------------- outline
 def body_mask(image_hu, threshold_hu: float = -500.0) -> np.ndarray:
     """The body: largest 4-connected component above ``threshold_hu``, holes filled.
@@ -123,7 +116,7 @@ def body_mask(image_hu, threshold_hu: float = -500.0) -> np.ndarray:
     numpy bool array ``(H, W)``; all ``False`` if no pixel exceeds the threshold.
     """
     img = _image("image_hu", image_hu)
-    threshold_hu = _number("threshold_hu", threshold_hu)
+    threshold_hu = real("threshold_hu", threshold_hu)
     above = img > threshold_hu
     labels, count = ndimage.label(above, structure=_FOUR)
     if count == 0:
@@ -203,10 +196,10 @@ def lesion_regions(center: Sequence[float], radius: float, grid, gap: float = No
     ``radius + gap + width``.
     """
     cx, cy = (float(v) for v in center)
-    radius = _number("radius", radius, 0.0, strict=True)
+    radius = real("radius", radius, positive=True)
     pixel = max(float(s) for s in grid.spacing)
-    gap = pixel if gap is None else _number("gap", gap, 0.0)
-    width = max(radius, 2.0 * pixel) if width is None else _number("width", width, 0.0, True)
+    gap = pixel if gap is None else real("gap", gap, nonnegative=True)
+    width = max(radius, 2.0 * pixel) if width is None else real("width", width, positive=True)
     x, y = grid.meshgrid()
     dist = np.hypot(x - cx, y - cy)
     core = dist <= radius - 0.5 * pixel
@@ -260,7 +253,7 @@ def contrast_to_noise(rec_hu, core, ring, ref_hu=None, std_floor: float = 1.0) -
     rec = _image("rec_hu", rec_hu)
     core = _mask("core", core, rec.shape)
     ring = _mask("ring", ring, rec.shape)
-    std_floor = _number("std_floor", std_floor, 0.0, strict=True)
+    std_floor = real("std_floor", std_floor, positive=True)
     lesion, background = _core_ring_means(rec, core, ring)
     if ref_hu is None:
         noise = float(rec[ring].std())
@@ -290,7 +283,7 @@ def air_error(rec_hu, body, spacing, margin_mm: float = 10.0) -> float:
     rec = _image("rec_hu", rec_hu)
     body = _mask("body", body, rec.shape)
     sp = _spacing(spacing)
-    margin_mm = _number("margin_mm", margin_mm, 0.0)
+    margin_mm = real("margin_mm", margin_mm, nonnegative=True)
     far = ndimage.distance_transform_edt(~body, sampling=sp) > margin_mm
     if not far.any():
         raise ValueError(f"no pixel lies more than margin_mm={margin_mm} from the body")

@@ -51,6 +51,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from operators._checks import integer
+
 from .common import (claim, load_cache, mean_std, save_figure, write_bytes_atomic,
                      write_json_atomic)
 
@@ -153,9 +155,7 @@ class Config:
                              f"{self.methods!r}")
         for name in ("size", "views", "train_size", "val_size", "test_size", "tv_iterations",
                      "tv_val_images", "batch_size", "epochs"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"Config.{name} must be a positive int, got {v!r}")
+            integer(f"Config.{name}", getattr(self, name))
         if not (self.noise >= 0 and math.isfinite(self.noise)):
             raise ValueError(f"Config.noise must be >= 0, got {self.noise!r}")
         if self.lpd_init not in ("zeros", "fbp"):

@@ -43,8 +43,8 @@ from torch import nn
 
 from .backends import SPARSE_MEMORY_BUDGET
 from .backends.sparse import MatrixCache, csr_pair
-from .geometry import (FanGeometry, ImageGrid, ParallelGeometry, _finite_float,
-                       _positive_int)
+from ._checks import integer, real
+from .geometry import FanGeometry, ImageGrid, ParallelGeometry
 from .projector import (_HALF_DTYPES, FixedAtConstruction, RegisteredOperator, _validate_pair,
                         apply_adjoint, apply_forward, check_tensor)
 from .signature import register_signature
@@ -334,7 +334,7 @@ def filter_response(filter: str, length: int, cutoff: float = 1.0, curved: bool 
     window of ``filter``, zero above ``cutoff`` times the Nyquist frequency. Dimensionless: the
     filter layer divides by the detector pitch. ``support``: see :func:`ram_lak_kernel`.
     """
-    cutoff = _finite_float("cutoff", cutoff)
+    cutoff = real("cutoff", cutoff)
     if not 0 < cutoff <= 1:
         raise ValueError(f"cutoff must be in (0, 1], got {cutoff!r}")
     base = np.fft.rfft(ram_lak_kernel(length, curved, alpha, support)).real
@@ -634,7 +634,7 @@ class FBP(nn.Module):
         filtered_geometry = _padded_geometry(geometry, self.detector_padding.cells)
         n_filtered = filtered_geometry.detector_count
         length = (padded_length(n_filtered) if padding is None
-                  else _positive_int("padding", padding))
+                  else integer("padding", padding))
         if length < 2 * n_filtered - 1:
             raise ValueError(f"padding must be at least 2 * detector_count - 1 = "
                              f"{2 * n_filtered - 1}, got {length}"

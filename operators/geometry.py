@@ -27,6 +27,8 @@ from typing import Tuple, Union
 
 import numpy as np
 
+from ._checks import integer, real
+
 __all__ = [
     "ImageGrid",
     "ParallelGeometry",
@@ -51,32 +53,6 @@ class FieldOfViewWarning(GeometryWarning):
     """The image reaches beyond the scan's field of view (usually its corners, as with ``N``
     detectors of one pixel for ``N x N`` pixels): lines through that part are not measured.
     Harmless when the object lies inside the field-of-view circle."""
-
-
-def _positive_float(name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    value = float(value)
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be positive and finite, got {value!r}")
-    return value
-
-
-def _finite_float(name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value!r}")
-    return value
-
-
-def _positive_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
-    if value <= 0:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
 
 
 def _angle_tuple(angles) -> Tuple[float, ...]:
@@ -109,9 +85,9 @@ def uniform_angles(views: int, arc: float = math.pi, start: float = 0.0) -> Tupl
     The end point ``start + arc`` is excluded, so ``arc = pi`` gives the usual parallel full scan
     ``[0, pi)`` and ``arc = 2 pi`` the fan full scan.
     """
-    views = _positive_int("views", views)
-    arc = _positive_float("arc", arc)
-    start = _finite_float("start", start)
+    views = integer("views", views)
+    arc = real("arc", arc, positive=True)
+    start = real("start", start)
     return tuple(float(start + k * arc / views) for k in range(views))
 
 
@@ -141,14 +117,14 @@ class ImageGrid:
         shape = tuple(self.shape) if isinstance(self.shape, (tuple, list)) else self.shape
         if not isinstance(shape, tuple) or len(shape) != 2:
             raise ValueError(f"shape must be a pair (H, W), got {self.shape!r}")
-        shape = (_positive_int("shape[0] (H)", shape[0]), _positive_int("shape[1] (W)", shape[1]))
+        shape = (integer("shape[0] (H)", shape[0]), integer("shape[1] (W)", shape[1]))
         spacing = self.spacing
         if isinstance(spacing, numbers.Real):
             spacing = (spacing, spacing)
         if not isinstance(spacing, (tuple, list)) or len(spacing) != 2:
             raise ValueError(f"spacing must be a pair (dy, dx), got {self.spacing!r}")
-        spacing = (_positive_float("spacing[0] (dy)", spacing[0]),
-                   _positive_float("spacing[1] (dx)", spacing[1]))
+        spacing = (real("spacing[0] (dy)", spacing[0], positive=True),
+                   real("spacing[1] (dx)", spacing[1], positive=True))
         object.__setattr__(self, "shape", shape)
         object.__setattr__(self, "spacing", spacing)
 
@@ -204,11 +180,11 @@ class _ScanGeometry:
     def _validate_common(self):
         object.__setattr__(self, "angles", _angle_tuple(self.angles))
         object.__setattr__(self, "detector_count",
-                           _positive_int("detector_count", self.detector_count))
+                           integer("detector_count", self.detector_count))
         object.__setattr__(self, "detector_spacing",
-                           _positive_float("detector_spacing", self.detector_spacing))
+                           real("detector_spacing", self.detector_spacing, positive=True))
         object.__setattr__(self, "detector_offset",
-                           _finite_float("detector_offset", self.detector_offset))
+                           real("detector_offset", self.detector_offset))
 
     @property
     def views(self) -> int:
@@ -440,8 +416,8 @@ class FanGeometry(_ScanGeometry):
 
     def __post_init__(self):
         self._validate_common()
-        r = _positive_float("source_to_isocenter", self.source_to_isocenter)
-        d = _positive_float("source_to_detector", self.source_to_detector)
+        r = real("source_to_isocenter", self.source_to_isocenter, positive=True)
+        d = real("source_to_detector", self.source_to_detector, positive=True)
         if d <= r:
             raise ValueError(
                 f"source_to_detector ({d}) must exceed source_to_isocenter ({r}): the detector "
@@ -475,13 +451,13 @@ class FanGeometry(_ScanGeometry):
         ``gamma_max`` is the half fan angle to the outer edge of the detector. The last view sits
         exactly at ``start + pi + 2 gamma_max`` so that Parker weights vanish at both ends.
         """
-        start = _finite_float("start", start)
+        start = real("start", start)
         probe = cls(angles=(0.0,), detector_count=detector_count,
                     detector_spacing=detector_spacing, source_to_isocenter=source_to_isocenter,
                     source_to_detector=source_to_detector, detector=detector,
                     detector_offset=detector_offset)
         arc = math.pi + 2 * probe.half_fan_angle
-        views = _positive_int("views", views)
+        views = integer("views", views)
         if views < 2:
             raise ValueError("a short scan needs at least 2 views")
         angles = tuple(float(start + k * arc / (views - 1)) for k in range(views))

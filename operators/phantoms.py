@@ -20,7 +20,8 @@ from typing import Tuple
 import numpy as np
 import torch
 
-from .geometry import ImageGrid, _finite_float
+from ._checks import real
+from .geometry import ImageGrid
 
 __all__ = ["Ellipse", "EllipsePhantom", "shepp_logan", "disk"]
 
@@ -44,8 +45,8 @@ class Ellipse:
                 raise ValueError(f"{name} must be two finite numbers, got {v!r}")
             return out
 
-        object.__setattr__(self, "value", _finite_float("value", self.value))
-        object.__setattr__(self, "rotation", _finite_float("rotation", self.rotation))
+        object.__setattr__(self, "value", real("value", self.value))
+        object.__setattr__(self, "rotation", real("rotation", self.rotation))
         object.__setattr__(self, "center", pair("center", self.center))
         axes = pair("axes", self.axes)
         if axes[0] <= 0 or axes[1] <= 0:

@@ -44,11 +44,12 @@ References
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import dataclass
 from typing import Callable, Optional, Tuple
 
 import torch
+
+from operators._checks import integer, real
 
 __all__ = [
     "operator_norm", "power_method", "sirt", "sirt_weights", "sirt_step", "cgls", "tv_pdhg",
@@ -79,25 +80,6 @@ def _shapes(A) -> Tuple[Tuple[int, int], Tuple[int, int]]:
     return dom, ran
 
 
-def _check_iterations(iterations, name: str = "iterations") -> int:
-    if isinstance(iterations, bool) or not isinstance(iterations, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {type(iterations).__name__}")
-    if iterations < 1:
-        raise ValueError(f"{name} must be >= 1, got {iterations}")
-    return int(iterations)
-
-
-def _real(name: str, value) -> float:
-    """``value`` as a float, or a ``TypeError`` naming ``name`` (strings, None, bools refused;
-    one-element tensors accepted)."""
-    if isinstance(value, torch.Tensor) and value.numel() == 1 and not value.is_complex() \
-            and value.dtype != torch.bool:
-        return float(value)
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    return float(value)
-
-
 def _check_callback(callback) -> None:
     if callback is not None and not callable(callback):
         raise TypeError(f"callback must be callable (iteration, x) -> bool | None, got "
@@ -105,12 +87,7 @@ def _check_callback(callback) -> None:
 
 
 def _check_tol(tol) -> Optional[float]:
-    if tol is None:
-        return None
-    tol = _real("tol", tol)
-    if not (tol > 0 and math.isfinite(tol)):
-        raise ValueError(f"tol must be a positive finite number or None, got {tol}")
-    return tol
+    return real("tol", tol, positive=True, optional=True, tensor=True)
 
 
 def _check_data(A, y) -> Tuple[Tuple[int, int], Tuple[int, ...]]:
@@ -180,7 +157,7 @@ def power_method(normal: Callable[[torch.Tensor], torch.Tensor], x0: torch.Tenso
         The Rayleigh-quotient estimate of ``lambda_max(M)`` (from below; for ``M = A^T A`` it is
         ``||A||_2^2``).
     """
-    iterations = _check_iterations(iterations)
+    iterations = integer("iterations", iterations)
     x = x0.detach()
     nrm = x.norm()
     if not nrm > 0:
@@ -230,7 +207,7 @@ def operator_norm(A, iterations: int = 50, generator: Optional[torch.Generator] 
         30-view operator 50 iterations agree with the dense SVD to ~1e-6 relative).
     """
     dom, _ = _shapes(A)
-    iterations = _check_iterations(iterations)
+    iterations = integer("iterations", iterations)
     if device is None:
         device = getattr(A, "device", torch.device("cpu"))
     x0 = _random_start(dom, generator, torch.device(device), dtype)
@@ -305,10 +282,10 @@ def sirt(A, y: torch.Tensor, iterations: int, x0: Optional[torch.Tensor] = None,
         through an operator in mm).
     """
     dom, batch = _check_data(A, y)
-    iterations = _check_iterations(iterations)
+    iterations = integer("iterations", iterations)
     tol = _check_tol(tol)
     _check_callback(callback)
-    relaxation = _real("relaxation", relaxation)
+    relaxation = real("relaxation", relaxation, finite=False, tensor=True)
     if not 0.0 < relaxation < 2.0:
         raise ValueError(f"relaxation must be in (0, 2), got {relaxation}")
     x = _initial_image(x0, y, dom, batch)
@@ -355,7 +332,7 @@ def cgls(A, y: torch.Tensor, iterations: int, x0: Optional[torch.Tensor] = None,
     tensor ``(*batch, H, W)``
     """
     dom, batch = _check_data(A, y)
-    iterations = _check_iterations(iterations)
+    iterations = integer("iterations", iterations)
     tol = _check_tol(tol)
     _check_callback(callback)
     x = _initial_image(x0, y, dom, batch)
@@ -546,9 +523,9 @@ def _grad_scale(A, grad_scale, norm_iterations, device) -> float:
         if grad_scale != "balanced":
             raise ValueError(f"grad_scale must be a positive float or 'balanced', got "
                              f"{grad_scale!r}")
-        return operator_norm(A, _check_iterations(norm_iterations, "norm_iterations"),
+        return operator_norm(A, integer("norm_iterations", norm_iterations),
                              device=device) / gradient_norm_bound()
-    s = _real("grad_scale", grad_scale)
+    s = real("grad_scale", grad_scale, finite=False, tensor=True)
     if not (s > 0 and math.isfinite(s)):
         raise ValueError(f"grad_scale must be a positive float or 'balanced', got {grad_scale!r}")
     return s
@@ -562,7 +539,7 @@ def pdhg_setup(A, grad_scale="balanced", norm_iterations: int = 50, device=None
     the same operator (each computation costs ``2 * norm_iterations`` applications of ``A`` and
     ``A^T`` to one image). ``"balanced"`` means ``||A|| / sqrt(8)`` (see :func:`tv_pdhg`).
     """
-    norm_iterations = _check_iterations(norm_iterations, "norm_iterations")
+    norm_iterations = integer("norm_iterations", norm_iterations)
     s = _grad_scale(A, grad_scale, norm_iterations, device)
     tau, sigma, _ = pdhg_step_sizes(A, s, norm_iterations, device=device)
     return s, tau, sigma
@@ -610,12 +587,10 @@ def tv_pdhg(A, y: torch.Tensor, lam: float, iterations: int, nonneg: bool = True
     tensor ``(*batch, H, W)``
     """
     dom, batch = _check_data(A, y)
-    iterations = _check_iterations(iterations)
+    iterations = integer("iterations", iterations)
     tol = _check_tol(tol)
     _check_callback(callback)
-    lam = _real("lam", lam)
-    if not (lam >= 0 and math.isfinite(lam)):
-        raise ValueError(f"lam must be a finite number >= 0, got {lam}")
+    lam = real("lam", lam, nonnegative=True, tensor=True)
     if step_sizes is None:
         s, tau, sigma = pdhg_setup(A, grad_scale, norm_iterations, device=y.device)
     else:
@@ -623,9 +598,8 @@ def tv_pdhg(A, y: torch.Tensor, lam: float, iterations: int, nonneg: bool = True
         if isinstance(step_sizes, (str, bytes)) or not hasattr(step_sizes, "__len__") \
                 or len(step_sizes) != 2:
             raise ValueError(f"step_sizes must be a pair (tau, sigma), got {step_sizes!r}")
-        tau, sigma = (_real("step_sizes", v) for v in step_sizes)
-        if not (tau > 0 and sigma > 0 and math.isfinite(tau) and math.isfinite(sigma)):
-            raise ValueError(f"step_sizes must be positive, got {step_sizes}")
+        tau, sigma = (real(f"step_sizes[{i}]", v, positive=True, tensor=True)
+                      for i, v in enumerate(step_sizes))
     x = _initial_image(x0, y, dom, batch)
     if nonneg:
         x = x.clamp_min(0.0)

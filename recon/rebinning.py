@@ -45,6 +45,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from operators._checks import real
 from operators.geometry import FanGeometry, ParallelGeometry
 
 __all__ = ["InterpolationRebinning", "parallel_to_fan", "fan_to_parallel"]
@@ -262,7 +263,8 @@ class InterpolationRebinning(nn.Module):
         super().__init__()
         if fill not in _FILLS:
             raise ValueError(f"fill must be one of {_FILLS}, got {fill!r}")
-        if not (isinstance(max_gap_factor, (int, float)) and max_gap_factor >= 1.0):
+        max_gap_factor = real("max_gap_factor", max_gap_factor, finite=False)
+        if not max_gap_factor >= 1.0:
             raise ValueError(f"max_gap_factor must be a number >= 1, got {max_gap_factor!r}")
         if isinstance(source, ParallelGeometry):
             _check_geometry("source", source, ParallelGeometry, True)

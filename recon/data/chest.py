@@ -38,7 +38,6 @@ limited-angle literature (e.g. Huang et al. 2018); it is not a copy of either.
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
@@ -46,6 +45,7 @@ import numpy as np
 import torch
 
 from operators import Ellipse, EllipsePhantom, ImageGrid
+from operators._checks import integer, real
 
 from .ellipses import exact_sinogram, rasterize
 from .units import MU_WATER, _check_mu_water, mu_to_hu
@@ -72,15 +72,9 @@ class Lesion:
             raise ValueError(f"center must be a pair (x, y) in mm, got {self.center!r}") from None
         if len(self.center) != 2 or not all(math.isfinite(c) for c in center):
             raise ValueError(f"center must be a finite pair (x, y) in mm, got {self.center!r}")
-        if isinstance(self.diameter, bool) or not isinstance(self.diameter, numbers.Real) \
-                or not math.isfinite(self.diameter) or self.diameter <= 0:
-            raise ValueError(f"diameter must be positive (mm), got {self.diameter!r}")
-        if isinstance(self.contrast, bool) or not isinstance(self.contrast, numbers.Real) \
-                or not math.isfinite(self.contrast):
-            raise ValueError(f"contrast must be a finite number of HU, got {self.contrast!r}")
         object.__setattr__(self, "center", center)
-        object.__setattr__(self, "diameter", float(self.diameter))
-        object.__setattr__(self, "contrast", float(self.contrast))
+        object.__setattr__(self, "diameter", real("diameter (mm)", self.diameter, positive=True))
+        object.__setattr__(self, "contrast", real("contrast (HU)", self.contrast))
 
     @property
     def radius(self) -> float:
@@ -351,10 +345,7 @@ def chest_phantom(rng: Optional[np.random.Generator] = None,
         raise ValueError(f"body_axes must be a pair (a, b) in mm, got {body_axes!r}") from None
     if not (math.isfinite(a) and math.isfinite(b) and a > 0 and b > 0):
         raise ValueError(f"body_axes must be positive (mm), got {body_axes!r}")
-    if isinstance(vessels_per_lung, bool) or not isinstance(vessels_per_lung, numbers.Integral) \
-            or vessels_per_lung < 0:
-        raise ValueError(f"vessels_per_lung must be a non-negative integer, got "
-                         f"{vessels_per_lung!r}")
+    vessels_per_lung = integer("vessels_per_lung", vessels_per_lung, minimum=0)
     mu_water = _check_mu_water(mu_water)
     margin = 0.004 * min(a, b)
     for _ in range(max(1, int(max_tries)) if rng is not None else 1):

@@ -19,7 +19,6 @@ Items are ``(sinogram, image)``: ``sinogram`` of shape ``(views, detectors)``, `
 
 from __future__ import annotations
 
-import math
 import numbers
 from typing import Any, Dict, Optional, Tuple
 
@@ -28,6 +27,7 @@ import torch
 from torch.utils.data import Dataset
 
 from operators import EllipsePhantom, ImageGrid
+from operators._checks import integer, real
 
 from .chest import ChestPhantom, chest_phantom, random_lesion
 from .ellipses import exact_sinogram, random_ellipses, rasterize
@@ -77,18 +77,14 @@ class SyntheticDataset(Dataset):
             raise ValueError(f"split must be one of {list(SPLITS)}, got {split!r}")
         if length is None:
             length = DEFAULT_LENGTHS[split]
-        if isinstance(length, bool) or not isinstance(length, numbers.Integral) or length < 1:
-            raise ValueError(f"length must be a positive integer, got {length!r}")
+        length = integer("length", length)
         if not isinstance(grid, ImageGrid):
             raise TypeError(f"grid must be an operators.ImageGrid, got {type(grid).__name__}")
         if not hasattr(geometry, "lines"):
             raise TypeError(f"geometry must be an operators geometry (ParallelGeometry, "
                             f"FanGeometry), got {type(geometry).__name__}")
-        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-            raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-        if isinstance(supersample, bool) or not isinstance(supersample, numbers.Integral) \
-                or supersample < 1:
-            raise ValueError(f"supersample must be an integer >= 1, got {supersample!r}")
+        seed = integer("seed", seed, minimum=0)
+        supersample = integer("supersample", supersample)
         if dtype not in (torch.float32, torch.float64):
             raise TypeError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
         self.split = split
@@ -208,11 +204,8 @@ class EllipsesDataset(SyntheticDataset):
         super().__init__(split, length, grid, geometry, noise, seed, supersample, dtype)
         if radius is None:
             radius = 0.5 * min(grid.extent)
-        if isinstance(radius, bool) or not isinstance(radius, numbers.Real) \
-                or not math.isfinite(radius) or radius <= 0:
-            raise ValueError(f"radius must be positive (mm), got {radius!r}")
-        self.radius = float(radius)
-        self.mean_count = float(mean_count)
+        self.radius = real("radius (mm)", radius, positive=True)
+        self.mean_count = real("mean_count", mean_count, nonnegative=True)
 
     def make_phantom(self, rng: np.random.Generator) -> EllipsePhantom:
         return random_ellipses(rng, self.radius, mean_count=self.mean_count)
@@ -258,9 +251,9 @@ class ChestDataset(SyntheticDataset):
         if grid is None or geometry is None:
             raise TypeError("ChestDataset needs grid= (operators.ImageGrid) and geometry=")
         super().__init__(split, length, grid, geometry, noise, seed, supersample, dtype)
-        if not isinstance(body_fill, numbers.Real) or not 0 < body_fill <= 0.95:
+        if not 0 < real("body_fill", body_fill) <= 0.95:
             raise ValueError(f"body_fill must be in (0, 0.95], got {body_fill!r}")
-        if not isinstance(lesion_probability, numbers.Real) or not 0 <= lesion_probability <= 1:
+        if not 0 <= real("lesion_probability", lesion_probability) <= 1:
             raise ValueError(f"lesion_probability must be in [0, 1], got {lesion_probability!r}")
         if output not in ("hu", "mu"):
             raise ValueError(f"output must be 'hu' or 'mu', got {output!r}")

@@ -45,13 +45,13 @@ About one drawn hole in ten is kept (the others become bumps).
 from __future__ import annotations
 
 import math
-import numbers
 from typing import Tuple
 
 import numpy as np
 import torch
 
 from operators import Ellipse, EllipsePhantom, ImageGrid
+from operators._checks import integer, real
 
 __all__ = [
     "random_ellipses",
@@ -118,9 +118,7 @@ def rasterize(phantom: EllipsePhantom, grid: ImageGrid, supersample: int = 4,
     -------
     torch.Tensor, shape ``(H, W)``, the given dtype; values in the phantom's units.
     """
-    if isinstance(supersample, bool) or not isinstance(supersample, numbers.Integral) \
-            or supersample < 1:
-        raise ValueError(f"supersample must be an integer >= 1, got {supersample!r}")
+    supersample = integer("supersample", supersample)
     h, w = grid.shape
     dy, dx = grid.spacing
     xc = grid.x_coordinates()            # ascending
@@ -267,13 +265,9 @@ def random_ellipses(rng: np.random.Generator, radius: float, mean_count: float =
         hence every rasterised pixel on any grid, lies in [0, 1]. Empty when the Poisson draw is 0.
     """
     rng = _check_rng(rng)
-    if isinstance(radius, bool) or not isinstance(radius, numbers.Real) or not radius > 0 \
-            or not math.isfinite(radius):
-        raise ValueError(f"radius must be a positive finite number (mm), got {radius!r}")
-    if not (isinstance(mean_count, numbers.Real) and mean_count >= 0):
-        raise ValueError(f"mean_count must be >= 0, got {mean_count!r}")
-    if isinstance(max_count, bool) or not isinstance(max_count, numbers.Integral) or max_count < 0:
-        raise ValueError(f"max_count must be a non-negative integer, got {max_count!r}")
+    radius = real("radius (mm)", radius, positive=True)
+    mean_count = real("mean_count", mean_count, nonnegative=True)
+    max_count = integer("max_count", max_count, minimum=0)
     low, high = (float(v) for v in value_range)
     if not low < high or high <= 0:
         raise ValueError(f"value_range must be (low, high) with low < high and high > 0, "
@@ -282,10 +276,7 @@ def random_ellipses(rng: np.random.Generator, radius: float, mean_count: float =
         raise ValueError(f"center_extent must be in (0, 1), got {center_extent!r}")
     if not axis_scale > 0:
         raise ValueError(f"axis_scale must be positive, got {axis_scale!r}")
-    if isinstance(bound_cells, bool) or not isinstance(bound_cells, numbers.Integral) \
-            or bound_cells < 4:
-        raise ValueError(f"bound_cells must be an integer >= 4, got {bound_cells!r}")
-    radius = float(radius)
+    bound_cells = integer("bound_cells", bound_cells, minimum=4)
 
     n = min(int(rng.poisson(mean_count)), int(max_count))
     # Draw every parameter in one go (fixed order, so the stream is reproducible).

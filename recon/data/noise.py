@@ -22,12 +22,12 @@ generator is used. Noise is data simulation: the result carries no gradient.
 
 from __future__ import annotations
 
-import math
-import numbers
 from dataclasses import dataclass
 from typing import Callable, Mapping, Optional, Union
 
 import torch
+
+from operators._checks import real
 
 __all__ = [
     "poisson_noise",
@@ -113,15 +113,10 @@ def poisson_noise(sinogram: torch.Tensor, photons, generator: Optional[torch.Gen
                              f"sinogram of shape {tuple(sinogram.shape)} (the result keeps the "
                              "sinogram's shape)")
     else:
-        if isinstance(photons, bool) or not isinstance(photons, numbers.Real):
-            raise TypeError(f"photons must be a positive number or tensor, got "
-                            f"{type(photons).__name__}")
-        if not math.isfinite(photons) or photons <= 0:
-            raise ValueError(f"photons must be positive and finite (incident photons per detector "
-                             f"element and view), got {photons!r}")
-        n0 = torch.tensor(float(photons), dtype=torch.float64, device=sinogram.device)
-    if isinstance(zero_count, bool) or not isinstance(zero_count, numbers.Real) \
-            or not 0 < zero_count <= 1:
+        photons = real("photons (incident photons per detector element and view)", photons,
+                       positive=True)
+        n0 = torch.tensor(photons, dtype=torch.float64, device=sinogram.device)
+    if not 0 < real("zero_count", zero_count) <= 1:
         raise ValueError(f"zero_count must be in (0, 1], got {zero_count!r}")
 
     with torch.no_grad():
@@ -155,9 +150,7 @@ def gaussian_noise(sinogram: torch.Tensor, relative: float = 0.05,
     """
     sinogram = _check_sinogram(sinogram)
     generator = _check_generator(generator)
-    if isinstance(relative, bool) or not isinstance(relative, numbers.Real) \
-            or not math.isfinite(relative) or relative < 0:
-        raise ValueError(f"relative must be a non-negative finite number, got {relative!r}")
+    relative = real("relative", relative, nonnegative=True)
     with torch.no_grad():
         y = sinogram.detach()
         std = float(relative) * y.abs().mean(dim=(-2, -1), keepdim=True)
@@ -182,14 +175,10 @@ class PoissonNoise:
     zero_count: float = ZERO_COUNT
 
     def __post_init__(self):
-        if isinstance(self.photons, bool) or not isinstance(self.photons, numbers.Real) \
-                or not math.isfinite(self.photons) or self.photons <= 0:
-            raise ValueError(f"photons must be positive and finite, got {self.photons!r}")
-        if not isinstance(self.scale, numbers.Real) or not math.isfinite(self.scale) \
-                or self.scale <= 0:
-            raise ValueError(f"scale must be positive and finite, got {self.scale!r}")
-        if isinstance(self.zero_count, bool) or not isinstance(self.zero_count, numbers.Real) \
-                or not 0 < self.zero_count <= 1:
+        object.__setattr__(self, "photons", real("photons", self.photons, positive=True))
+        object.__setattr__(self, "scale", real("scale", self.scale, positive=True))
+        object.__setattr__(self, "zero_count", real("zero_count", self.zero_count))
+        if not 0 < self.zero_count <= 1:
             raise ValueError(f"zero_count must be in (0, 1], got {self.zero_count!r}")
 
     def __call__(self, sinogram: torch.Tensor,
@@ -205,10 +194,7 @@ class GaussianNoise:
     relative: float = 0.05
 
     def __post_init__(self):
-        if isinstance(self.relative, bool) or not isinstance(self.relative, numbers.Real) \
-                or not math.isfinite(self.relative) or self.relative < 0:
-            raise ValueError(f"relative must be a non-negative finite number, got "
-                             f"{self.relative!r}")
+        object.__setattr__(self, "relative", real("relative", self.relative, nonnegative=True))
 
     def __call__(self, sinogram: torch.Tensor,
                  generator: Optional[torch.Generator] = None) -> torch.Tensor:

@@ -21,7 +21,7 @@ import numbers
 import numpy as np
 import torch
 
-from operators.geometry import _positive_float
+from operators._checks import real
 
 __all__ = ["MU_WATER", "hu_to_mu", "mu_to_hu"]
 
@@ -31,7 +31,7 @@ MU_WATER = 0.0192
 
 def _check_mu_water(mu_water) -> float:
     """``mu_water`` as a positive finite float (1/mm), or an error naming it."""
-    return _positive_float("mu_water (1/mm)", mu_water)
+    return real("mu_water (1/mm)", mu_water, positive=True)
 
 
 def _as_float(values):

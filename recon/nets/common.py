@@ -24,20 +24,18 @@ range of the training images in 1/mm. Outputs are rescaled back to the units of 
 from __future__ import annotations
 
 import copy
-import math
-import numbers
 import warnings
 
 import torch
 from torch import nn
 
+from operators._checks import real
 from operators._custom_ops import _autocast_enabled, compiling
 from operators.signature import is_scan, register_signature
 
 from ..iterative import operator_norm
 
 __all__ = ["OperatorModel", "check_operator", "check_sinogram", "check_dtype_matches",
-           "check_int", "check_positive_float", "check_seed",
            "operator_norm",
            "NormalizedOperator", "deepcopy_sharing", "resolve_init"]
 
@@ -81,27 +79,6 @@ def resolve_init(init, operator):
     if init is not None:
         init.requires_grad_(False)
     return init
-
-
-def check_int(name: str, value, minimum: int = 1) -> int:
-    """``value`` as an int, or a ``ValueError`` naming ``name`` (bools and floats refused)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        kind = "a positive int" if minimum == 1 else f"an int >= {minimum}"
-        raise ValueError(f"{name} must be {kind}, got {value!r}")
-    return int(value)
-
-
-def check_positive_float(name: str, value) -> float:
-    """``value`` as a float, or a ``ValueError`` naming ``name`` unless positive and finite."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) \
-            or not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
-    return float(value)
-
-
-def check_seed(name: str, value) -> None:
-    if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral)):
-        raise ValueError(f"{name} must be an int or None, got {value!r}")
 
 
 def check_sinogram(name: str, y, operator) -> None:
@@ -180,9 +157,7 @@ class OperatorModel(nn.Module):
                  norm_iterations: int = 100):
         super().__init__()
         check_operator(operator)
-        if not (isinstance(image_scale, (int, float)) and math.isfinite(image_scale)
-                and image_scale > 0):
-            raise ValueError(f"image_scale must be a positive finite number, got {image_scale!r}")
+        image_scale = real("image_scale", image_scale, positive=True)
         object.__setattr__(self, "_operator", operator)
         norm = operator_norm(operator, iterations=norm_iterations) if normalize_operator else 1.0
         self.register_buffer("operator_norm", torch.tensor(norm, dtype=torch.float64))

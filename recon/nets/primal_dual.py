@@ -30,7 +30,9 @@ from typing import Optional
 import torch
 from torch import nn
 
-from .common import OperatorModel, check_dtype_matches, check_int, check_seed, resolve_init
+from operators._checks import integer, random_seed
+
+from .common import OperatorModel, check_dtype_matches, resolve_init
 
 __all__ = ["LearnedPrimalDual", "ConvBlock"]
 
@@ -97,8 +99,8 @@ class LearnedPrimalDual(OperatorModel):
         super().__init__(operator, image_scale=image_scale, normalize_operator=True)
         for name, v in (("n_iter", n_iter), ("n_primal", n_primal), ("n_dual", n_dual),
                         ("width", width)):
-            check_int(name, v)
-        check_seed("seed", seed)
+            integer(name, v)
+        random_seed("seed", seed)
         if n_primal < 2:
             raise ValueError(f"n_primal must be >= 2 (channel 1 feeds the operator), got "
                              f"{n_primal}")

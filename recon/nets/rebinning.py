@@ -48,11 +48,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from operators._checks import integer
 from operators.fbp import filter_response, naive_ramp_response, padded_length
 from operators.geometry import FanGeometry, ParallelGeometry
 from operators.projector import XRayTransform
-
-from .common import check_int
 
 __all__ = ["DetectorFilter", "ParallelToFanNet", "ram_lak_response", "ramp_response"]
 
@@ -168,7 +167,7 @@ class ParallelToFanNet(nn.Module):
             raise ValueError(f"filter_init must be one of {_INITS}, got {filter_init!r}")
         geometry = parallel_operator.geometry
         n = geometry.detector_count
-        padded = padded_length(n) if padded is None else check_int("padded", padded)
+        padded = padded_length(n) if padded is None else integer("padded", padded)
         if padded % 2 or padded < 2 * n - 1:
             raise ValueError(f"padded must be even and >= 2 * detectors - 1 = {2 * n - 1}, "
                              f"got {padded}")

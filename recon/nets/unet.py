@@ -19,7 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .common import check_dtype_matches, check_int, check_sinogram, deepcopy_sharing
+from operators._checks import integer
+
+from .common import check_dtype_matches, check_sinogram, deepcopy_sharing
 
 __all__ = ["UNet", "UNetPostProcessing"]
 
@@ -60,8 +62,8 @@ class UNet(nn.Module):
         super().__init__()
         for name, v in (("in_channels", in_channels), ("out_channels", out_channels),
                         ("width", width)):
-            check_int(name, v)
-        check_int("depth", depth, minimum=0)
+            integer(name, v)
+        integer("depth", depth, minimum=0)
         if residual and in_channels != out_channels:
             raise ValueError(f"residual=True needs in_channels == out_channels, got "
                              f"{in_channels} and {out_channels}")

@@ -39,8 +39,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .common import (OperatorModel, check_int, check_positive_float, check_seed,
-                     resolve_init)
+from operators._checks import integer, random_seed, real
+
+from .common import OperatorModel, resolve_init
 
 __all__ = ["RBFActivation", "VariationalNetwork", "rbf_activation", "rbf_activation_table",
            "rbf_tables"]
@@ -202,9 +203,9 @@ class RBFActivation(nn.Module):
     def __init__(self, channels: int, count: int = 31, value_range: float = 1.0,
                  init_slope: float = 0.1):
         super().__init__()
-        check_int("count", count, minimum=2)
-        check_int("channels", channels)
-        value_range = check_positive_float("value_range", value_range)
+        integer("count", count, minimum=2)
+        integer("channels", channels)
+        value_range = real("value_range", value_range, positive=True)
         centers = torch.linspace(-value_range, value_range, count, dtype=torch.float64)
         self.sigma = 2.0 * value_range / (count - 1)
         self.register_buffer("centers", centers.float())
@@ -272,15 +273,15 @@ class VariationalNetwork(OperatorModel):
                  regularizer_init: float = 0.5, seed: Optional[int] = None):
         super().__init__(operator, image_scale=image_scale, normalize_operator=True)
         for name, v in (("stages", stages), ("filters", filters), ("kernel_size", kernel_size)):
-            check_int(name, v)
-        check_int("rbf_count", rbf_count, minimum=2)
-        rbf_range = check_positive_float("rbf_range", rbf_range)
-        step_init = check_positive_float("step_init", step_init)
-        check_seed("seed", seed)
+            integer(name, v)
+        integer("rbf_count", rbf_count, minimum=2)
+        rbf_range = real("rbf_range", rbf_range, positive=True)
+        step_init = real("step_init", step_init, positive=True)
+        random_seed("seed", seed)
         if kernel_size % 2 == 0:
             raise ValueError(f"kernel_size must be odd, got {kernel_size}")
-        if isinstance(regularizer_init, bool) or not isinstance(regularizer_init, (int, float)) \
-                or not 0 < regularizer_init < 1:
+        regularizer_init = real("regularizer_init", regularizer_init)
+        if not 0 < regularizer_init < 1:
             raise ValueError(f"regularizer_init must be in (0, 1), got {regularizer_init!r}")
         self.init = resolve_init(init, operator)
         self.stages, self.filters, self.kernel_size = stages, filters, kernel_size

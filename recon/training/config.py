@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 from typing import Any, Dict, Optional
+
+from operators._checks import integer, real
 
 __all__ = ["TrainConfig"]
 
@@ -14,25 +15,6 @@ __all__ = ["TrainConfig"]
 _NON_TRAJECTORY_FIELDS = ("num_workers", "log_every", "tensorboard", "device", "progress",
                           "checkpoint_every", "deterministic", "find_unused_parameters",
                           "compile")
-
-
-def _check_positive_int(name: str, value: Any, allow_none: bool = False) -> None:
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"TrainConfig.{name} must be a positive integer"
-                         f"{' or None' if allow_none else ''}, got {value!r}")
-
-
-def _check_nonneg_float(name: str, value: Any, allow_none: bool = False,
-                        positive: bool = False) -> None:
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-            or value < 0 or (positive and value == 0):
-        kind = "positive" if positive else "non-negative"
-        raise ValueError(f"TrainConfig.{name} must be a finite {kind} number"
-                         f"{' or None' if allow_none else ''}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -126,25 +108,24 @@ class TrainConfig:
     compile: bool = False
 
     def __post_init__(self) -> None:
-        _check_positive_int("epochs", self.epochs)
-        _check_positive_int("batch_size", self.batch_size)
-        _check_nonneg_float("lr", self.lr, positive=True)
-        _check_nonneg_float("weight_decay", self.weight_decay)
-        _check_nonneg_float("grad_clip", self.grad_clip, allow_none=True, positive=True)
-        _check_nonneg_float("min_lr", self.min_lr)
+        # Stored as plain int / float, so numpy scalars (a sweep over np.arange) give the same
+        # config.json and the same checkpoint comparison as Python numbers.
+        def normalise(name: str, check, **kwargs) -> None:
+            value = check(f"TrainConfig.{name}", getattr(self, name), **kwargs)
+            object.__setattr__(self, name, value)
+
+        for name in ("epochs", "batch_size", "log_every"):
+            normalise(name, integer)
+        for name in ("patience", "max_steps", "checkpoint_every"):
+            normalise(name, integer, optional=True)
+        for name in ("seed", "num_workers"):
+            normalise(name, integer, minimum=0)
+        normalise("lr", real, positive=True)
+        normalise("grad_clip", real, positive=True, optional=True)
+        for name in ("weight_decay", "min_lr", "min_delta"):
+            normalise(name, real, nonnegative=True)
         if self.min_lr > self.lr:
             raise ValueError(f"TrainConfig.min_lr ({self.min_lr}) must not exceed lr ({self.lr})")
-        _check_positive_int("patience", self.patience, allow_none=True)
-        _check_nonneg_float("min_delta", self.min_delta)
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ValueError(f"TrainConfig.seed must be a non-negative integer, got {self.seed!r}")
-        if isinstance(self.num_workers, bool) or not isinstance(self.num_workers, int) \
-                or self.num_workers < 0:
-            raise ValueError("TrainConfig.num_workers must be a non-negative integer, got "
-                             f"{self.num_workers!r}")
-        _check_positive_int("log_every", self.log_every)
-        _check_positive_int("max_steps", self.max_steps, allow_none=True)
-        _check_positive_int("checkpoint_every", self.checkpoint_every, allow_none=True)
         if self.amp not in (None, "bfloat16", "float16"):
             raise ValueError("TrainConfig.amp must be None, 'bfloat16' or 'float16', got "
                              f"{self.amp!r}")

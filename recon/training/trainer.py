@@ -26,6 +26,7 @@ from torch import nn
 from torch.utils.data import Dataset
 from torch.utils.data.distributed import DistributedSampler
 
+from operators._checks import real
 from operators.signature import SIGNATURE_KEY, signature_differences
 
 from .batches import batch_len, check_dataset, make_loader, split_batch, to_device
@@ -227,8 +228,8 @@ class Trainer:
             ps = [g["params"]] if isinstance(g["params"], torch.Tensor) else list(g["params"])
             # CosineAnnealingLR moves every group towards eta_min: a group below min_lr would be
             # annealed upwards (a group frozen with lr 0 would start to train).
-            lr = g.get("lr", config.lr)
-            if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr >= config.min_lr:
+            lr = real(f"param_groups[{i}]['lr']", g.get("lr", config.lr), finite=False)
+            if not lr >= config.min_lr:
                 raise ValueError(f"param_groups[{i}] has lr {lr!r} below TrainConfig.min_lr = "
                                  f"{config.min_lr!r}; the cosine schedule would raise it (freeze "
                                  "parameters with requires_grad_(False), or lower min_lr)")

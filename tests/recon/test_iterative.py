@@ -329,7 +329,7 @@ def test_every_argument_is_named_in_its_error():
         (TypeError, "lam must be a real number", lambda: tv_pdhg(A, y, None, 3)),
         (ValueError, "step_sizes must be a pair", lambda: tv_pdhg(A, y, 0.1, 3,
                                                                   step_sizes=(1.0,))),
-        (ValueError, "norm_iterations must be >= 1", lambda: tv_pdhg(A, y, 0.1, 3,
+        (ValueError, "norm_iterations must be a positive integer", lambda: tv_pdhg(A, y, 0.1, 3,
                                                                      norm_iterations=0)),
         (ValueError, "x0 contains NaN", lambda: sirt(A, y, 3, x0=torch.full((12, 12), math.nan,
                                                                          dtype=y.dtype))),

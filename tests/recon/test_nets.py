@@ -198,8 +198,9 @@ def test_untrained_vn_stages_are_stable_smoothing_steps(setup, regularizer_init)
         with torch.no_grad():
             assert float((checker - vn.regularizer_gradient(checker, t)).norm()) < \
                 float(checker.norm())
-    for bad in (0.0, 1.0, -0.5, "0.5"):
-        with pytest.raises(ValueError, match="regularizer_init"):
+    for bad, error in ((0.0, ValueError), (1.0, ValueError), (-0.5, ValueError),
+                       ("0.5", TypeError)):
+        with pytest.raises(error, match="regularizer_init"):
             VariationalNetwork(A, stages=1, filters=2, regularizer_init=bad)
 
 
@@ -308,15 +309,19 @@ def test_bad_inputs(setup):
         UNet(width=4, depth=1)(torch.zeros(1, 2, 8, 8))
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(step_init=0), "step_init"), (dict(step_init=float("nan")), "step_init"),
-    (dict(rbf_range=float("inf")), "rbf_range"), (dict(rbf_range="1"), "rbf_range"),
-    (dict(rbf_count=2.5), "rbf_count"), (dict(rbf_count=1), "rbf_count"),
-    (dict(seed="a"), "seed"), (dict(kernel_size=True), "kernel_size"),
+@pytest.mark.parametrize("kwargs, error, match", [
+    (dict(step_init=0), ValueError, "step_init"),
+    (dict(step_init=float("nan")), ValueError, "step_init"),
+    (dict(rbf_range=float("inf")), ValueError, "rbf_range"),
+    (dict(rbf_range="1"), TypeError, "rbf_range"),
+    (dict(rbf_count=2.5), TypeError, "rbf_count"), (dict(rbf_count=1), ValueError, "rbf_count"),
+    (dict(seed="a"), TypeError, "seed"), (dict(kernel_size=True), TypeError, "kernel_size"),
 ])
-def test_vn_arguments_are_checked_by_name(setup, kwargs, match):
+def test_vn_arguments_are_checked_by_name(setup, kwargs, error, match):
+    """A value of the wrong kind is a TypeError, one out of range a ValueError (as in the
+    geometries, the solvers and TrainConfig: ``operators._checks``)."""
     _, _, A, _, _ = setup
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(error, match=match):
         VariationalNetwork(A, stages=1, filters=2, **kwargs)
 
 
@@ -331,12 +336,16 @@ def test_vn_large_initial_step_is_kept():
 
 def test_other_nets_check_their_integer_arguments(setup):
     _, _, A, _, _ = setup
-    with pytest.raises(ValueError, match="n_iter"):
+    with pytest.raises(TypeError, match="n_iter must be an integer, got bool"):
         LearnedPrimalDual(A, n_iter=True)
-    with pytest.raises(ValueError, match="seed"):
+    with pytest.raises(ValueError, match="n_iter must be a positive integer, got 0"):
+        LearnedPrimalDual(A, n_iter=0)
+    with pytest.raises(TypeError, match="seed must be an integer or None, got str"):
         LearnedPrimalDual(A, seed="a")
-    with pytest.raises(ValueError, match="depth"):
+    with pytest.raises(TypeError, match="depth must be an integer, got float"):
         UNet(depth=1.5)
+    with pytest.raises(ValueError, match="depth must be an integer >= 0, got -1"):
+        UNet(depth=-1)
 
 
 @pytest.mark.parametrize("name", ["unet", "lpd"])

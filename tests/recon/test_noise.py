@@ -105,8 +105,8 @@ def test_gaussian_reproducible_and_errors():
     y = torch.rand(3, 8, 9)
     assert torch.equal(gaussian_noise(y, 0.1, _gen(1)), gaussian_noise(y, 0.1, _gen(1)))
     assert not torch.equal(gaussian_noise(y, 0.1, _gen(1)), gaussian_noise(y, 0.1, _gen(2)))
-    for bad in (-0.1, float("nan"), "5%"):
-        with pytest.raises(ValueError, match="relative"):
+    for bad, error in ((-0.1, ValueError), (float("nan"), ValueError), ("5%", TypeError)):
+        with pytest.raises(error, match="relative"):
             gaussian_noise(y, bad)
     with pytest.raises(ValueError, match="relative"):
         GaussianNoise(-1.0)

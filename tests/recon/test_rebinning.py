@@ -294,7 +294,7 @@ def test_network_operator_errors():
     with pytest.raises(ValueError, match="padded"):
         ParallelToFanNet(a_par, a_fan, padded=100)
     for bad in (512.7, "abc", True):  # 512.7 was silently cut to 512
-        with pytest.raises(ValueError, match="padded must be a positive int"):
+        with pytest.raises(TypeError, match="padded must be an integer"):
             ParallelToFanNet(a_par, a_fan, padded=bad)
     net = ParallelToFanNet(a_par, a_fan)
     with pytest.raises(ValueError, match="detectors"):
