@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -430,6 +431,12 @@ def test_kernels_compile_for_the_gpu(static, geom_code, batch, launch):
         r = static.report(kern, 1.0)
         assert r["loop instr"] > 0
         assert r["barriers in loop"] == 0 and r["shared in loop"] == 0, r
+        # The approximate instructions whose error bounds the fan interval's budget covers
+        # (``_fan_kernel_intervals``); another one (div.approx, rcp.approx, a transcendental)
+        # needs that budget revisited.
+        approx = set(re.findall(r"\b(?:div|sqrt|rsqrt|rcp|sin|cos|lg2|ex2|tanh)"
+                                r"\.(?:approx|full)[.\w]*", ptx))
+        assert approx <= {"div.full.f32", "sqrt.approx.f32", "sqrt.approx.ftz.f32"}, approx
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
@@ -636,19 +643,38 @@ def test_interval_coverage_check_detects_a_missing_pad():
     assert missed_pad == 0 and missed_none > 0 and 0.0 < overshoot < 1e-3
 
 
-def _kernel_interval_lengths(grid, geom):
+#: Relative error of PTX's ``div.full.f32`` (2 ulp, PTX ISA), which the compiled fan adjoint
+#: uses for every ``/`` (``test_kernels_compile_for_the_gpu`` checks the instruction set).
+_DIV_FULL = 2.0 ** -22
+
+
+def _fan_kernel_intervals(grid, geom, gpu_budget=False):
     """Emulate ``joseph_adjoint_kernel``'s float32 candidate interval for every pixel and view of
-    a fan geometry: ``j_last - j_first + 1`` (numpy float32, ``arctan`` for the kernel's series;
-    pixels whose diamond is not in front of the source try every detector)."""
+    a fan geometry (numpy float32, ``arctan`` for the kernel's series; pixels whose diamond is
+    not in front of the source try every detector).
+
+    Returns ``(j_lo, j_hi, budget_lo, budget_hi)``, each ``(V, H, W)``: the unpadded interval
+    ends (fractional detector indices) and, with ``gpu_budget``, how far the GPU's approximate
+    arithmetic can move each end beyond numpy's correctly rounded float32. The budget takes
+    twice the PTX ISA bounds: ``div.full.f32`` 2 ulp (flat: one division per tangent);
+    curved: that, plus three half-angle reductions of the kernel's ``atan`` (one
+    ``div.full.f32``, one ``sqrt.approx.f32`` of relative error 2^-23 and two rounded additions
+    each, none amplified: ``d ln atan_step / d ln z <= 1``), plus the series' 1e-7 rad; and 8
+    float32 ulp of the detector index for the final scale and shift (fused or not).
+    """
     import numpy as np
     from operators.backends.triton_backend import _view_table
-    from operators.backends.triton_kernels import CANDIDATE_PAD
     views, code, det_scale, det_shift, sdd = _view_table(grid, geom)
     f = np.float32
     h, w = grid.shape
     rf = np.arange(h, dtype=f)[:, None]
     cf = np.arange(w, dtype=f)[None, :]
     n_det = geom.detector_count
+    if code == 2:
+        rel, absolute = 2 * (_DIV_FULL + 3 * 2.0 ** -21 + 8 * 2.0 ** -24), 2e-7
+    else:
+        rel, absolute = 2 * _DIV_FULL, 0.0
+    j_round = 8 * float(np.spacing(f(n_det)))
     out = []
     with np.errstate(divide="ignore", invalid="ignore"):
         for p0, p1, p2, p3, p4, p5 in views[:, :6].astype(f):
@@ -656,18 +682,94 @@ def _kernel_interval_lengths(grid, geom):
             across = p3 * cf + p4 * rf + p5
             tans = np.stack([(across + p3) / (along + p0), (across - p3) / (along - p0),
                              (across + p4) / (along + p1), (across - p4) / (along - p1)])
-            t_min, t_max = tans.min(0), tans.max(0)
+            u_min, u_max = tans.min(0), tans.max(0)
             if code == 2:
-                t_min, t_max = np.arctan(t_min), np.arctan(t_max)
-            j_lo = f(sdd) * t_min * f(det_scale) + f(det_shift)
-            j_hi = f(sdd) * t_max * f(det_scale) + f(det_shift)
+                u_min, u_max = np.arctan(u_min), np.arctan(u_max)
             front = (along - abs(p0) - abs(p1)) > 0
-            j_lo = np.where(front, j_lo, f(-1.0))
-            j_hi = np.where(front, j_hi, f(n_det))
-            first = np.maximum(-np.floor(f(CANDIDATE_PAD) - j_lo), f(0)).astype(np.int64)
-            last = np.minimum(np.floor(j_hi + f(CANDIDATE_PAD)), f(n_det - 1)).astype(np.int64)
-            out.append(last - first + 1)
-    return np.stack(out)  # (V, H, W)
+            ends = []
+            for u, fallback in ((u_min, f(-1.0)), (u_max, f(n_det))):
+                j = f(sdd) * u * f(det_scale) + f(det_shift)
+                budget = sdd * det_scale * (rel * np.abs(u.astype(np.float64)) + absolute) \
+                    + j_round if gpu_budget else np.zeros(u.shape)
+                ends.append((np.where(front, j, fallback), np.where(front, budget, 0.0)))
+            (j_lo, b_lo), (j_hi, b_hi) = ends
+            out.append((j_lo, j_hi, b_lo, b_hi))
+    return [np.stack(a) for a in zip(*out)]  # each (V, H, W)
+
+
+def _kernel_interval_lengths(grid, geom):
+    """``j_last - j_first + 1`` of :func:`_fan_kernel_intervals` with ``CANDIDATE_PAD``."""
+    import numpy as np
+    from operators.backends.triton_kernels import CANDIDATE_PAD
+    j_lo, j_hi, _, _ = _fan_kernel_intervals(grid, geom)
+    pad = np.float32(CANDIDATE_PAD)
+    first = np.maximum(-np.floor(pad - j_lo), np.float32(0)).astype(np.int64)
+    last = np.minimum(np.floor(j_hi + pad), np.float32(geom.detector_count - 1)).astype(np.int64)
+    return last - first + 1
+
+
+def _fan_interval_coverage(grid, geom, pad, gpu_budget):
+    """For every (ray, pixel) pair with a non-zero Joseph weight of the reference model of a fan
+    geometry: is the ray inside the kernel's candidate interval of the pixel, with every end
+    moved inwards by the GPU budget of :func:`_fan_kernel_intervals`?
+
+    Returns ``(pairs, missed, worst)``: the number of such pairs, how many fall outside the
+    padded interval, and the largest distance (detectors) by which a ray lies outside the
+    unpadded, budget-shrunk interval (negative: all strictly inside).
+    """
+    import numpy as np
+    from operators._joseph import ray_table
+    h, w = grid.shape
+    n_det = geom.detector_count
+    table = ray_table(*geom.lines(), grid)
+    j_lo, j_hi, b_lo, b_hi = _fan_kernel_intervals(grid, geom, gpu_budget)
+    k = np.arange(max(h, w), dtype=np.float64)
+    pairs = missed = 0
+    worst = -np.inf
+    for v in range(geom.angle_array().size):
+        slope, icpt, step, vert = table[:, v, :]
+        lo = j_lo[v].astype(np.float64) + b_lo[v]
+        hi = j_hi[v].astype(np.float64) - b_hi[v]
+        first = np.maximum(np.ceil(lo - pad), 0)
+        last = np.minimum(np.floor(hi + pad), n_det - 1)
+        for rows in (True, False):  # rays stepping over rows (vertical) or columns
+            sel = np.nonzero((vert > 0.5) == rows)[0]
+            n_steps, n_other = (h, w) if rows else (w, h)
+            t = slope[sel, None] * k[None, :n_steps] + icpt[sel, None]
+            fl = np.floor(t)
+            frac = t - fl
+            i0 = fl.astype(np.int64)
+            jj, kk = np.broadcast_arrays(sel[:, None], np.arange(n_steps)[None, :])
+            for i, wt in ((i0, (1.0 - frac) * step[sel, None]), (i0 + 1, frac * step[sel, None])):
+                live = (i >= 0) & (i < n_other) & (wt != 0.0)
+                other, kl, j = i[live], kk[live], jj[live]
+                if j.size == 0:
+                    continue
+                r, c = (kl, other) if rows else (other, kl)
+                pairs += int(j.size)
+                missed += int(((j < first[r, c]) | (j > last[r, c])).sum())
+                worst = max(worst, float(np.maximum(lo[r, c] - j, j - hi[r, c]).max()))
+    return pairs, missed, worst
+
+
+@pytest.mark.parametrize("detector", ["flat", "curved"])
+def test_fan_candidate_interval_covers_every_weight_under_gpu_arithmetic(detector):
+    """The fan adjoint's candidate interval is computed with approximate float32 division (and,
+    curved, square roots) on the GPU, which the interpreter does not reproduce. At the
+    benchmark's full F256 geometry (256x256, 360 views, 392 detectors, magnification 2), every
+    ray with a non-zero weight on a pixel still lies inside the pixel's interval when each end
+    is moved inwards by twice the PTX error bounds, with ``CANDIDATE_PAD`` at least 10 times the
+    largest such distance; without the pad the emulation misses rays (it is sharp)."""
+    import operators as op
+    from operators.backends.triton_kernels import CANDIDATE_PAD
+    grid = op.ImageGrid(shape=(256, 256), spacing=(1.0, 1.0))
+    geom = op.FanGeometry.full_scan(360, 392, 2.0, 512.0, 1024.0, detector)
+    pairs, missed, worst = _fan_interval_coverage(grid, geom, CANDIDATE_PAD, gpu_budget=True)
+    assert pairs > 40_000_000
+    assert missed == 0, f"{missed} (ray, pixel) pairs with a non-zero weight are never visited"
+    assert worst < CANDIDATE_PAD / 10, worst
+    _, missed_unpadded, _ = _fan_interval_coverage(grid, geom, 0.0, gpu_budget=False)
+    assert missed_unpadded > 0
 
 
 @pytest.mark.parametrize("seed", range(6))
