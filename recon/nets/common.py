@@ -23,7 +23,6 @@ range of the training images in 1/mm. Outputs are rescaled back to the units of 
 
 from __future__ import annotations
 
-import copy
 import warnings
 
 import torch
@@ -31,13 +30,13 @@ from torch import nn
 
 from operators._checks import real
 from operators._custom_ops import _autocast_enabled, compiling
-from operators.signature import is_scan, register_signature
+from operators.signature import SIGNATURE_KEY, is_scan, register_signature
 
 from ..iterative import operator_norm
 
 __all__ = ["OperatorModel", "check_operator", "check_sinogram", "check_dtype_matches",
            "operator_norm",
-           "NormalizedOperator", "deepcopy_sharing", "resolve_init"]
+           "NormalizedOperator", "resolve_init"]
 
 
 def check_operator(operator, name: str = "operator") -> None:
@@ -109,19 +108,6 @@ def check_dtype_matches(name: str, tensor: torch.Tensor, module: nn.Module) -> N
                     f"({name}.to({param.dtype})) or the model (model.to({tensor.dtype}))")
 
 
-def deepcopy_sharing(module: nn.Module, memo: dict, shared) -> nn.Module:
-    """``copy.deepcopy(module)`` whose copy shares (does not copy) the objects in ``shared``.
-
-    Used for the fixed layers (the operator, a frozen FBP): they are not what a model learns, and
-    their sparse-matrix caches cannot be deep-copied. ``None`` entries are ignored.
-    """
-    for obj in shared:
-        if obj is not None:
-            memo[id(obj)] = obj
-    cls, args, state = module.__reduce_ex__(4)[:3]
-    return copy._reconstruct(module, memo, cls, args, state)
-
-
 class NormalizedOperator:
     """``A / c`` and its adjoint ``A^T / c`` for a model-held scale ``c`` (a 0-d tensor)."""
 
@@ -136,6 +122,10 @@ class NormalizedOperator:
         return self.operator.adjoint(y) / self.norm.to(y)
 
 
+#: Buffers of :class:`OperatorModel` that keep float64 under ``model.to(dtype)``.
+_FLOAT64_BUFFERS = ("operator_norm", "image_scale", SIGNATURE_KEY)
+
+
 class OperatorModel(nn.Module):
     """Base class: a model that holds a fixed operator outside its module tree.
 
@@ -143,7 +133,10 @@ class OperatorModel(nn.Module):
     ----------
     operator : XRayTransform
         The known forward operator ``A``. Not registered as a submodule: its buffers are in
-        neither ``parameters()`` nor ``state_dict()``; ``.to(device)`` moves it along.
+        neither ``parameters()`` nor ``state_dict()``; ``.to(device)`` moves it along (and with
+        it every other model built on the same ``A``). ``copy.deepcopy(model)`` is independent
+        of the original: it has its own operator (whose cached matrices are rebuilt on first
+        use), so casting or moving the copy leaves the original as it was.
     image_scale : float
         Typical image magnitude (units of the image, e.g. 1/mm); stored as a buffer.
     normalize_operator : bool
@@ -188,11 +181,14 @@ class OperatorModel(nn.Module):
                     f"({here:.6g}): it was trained with another operator or scaling; the "
                     "checkpoint's value is used", UserWarning, stacklevel=3)
 
-    def __deepcopy__(self, memo):
-        return deepcopy_sharing(self, memo, [self._operator, getattr(self, "init", None)])
-
     def _apply(self, fn, *args, **kwargs):
+        # The scan's constants stay float64 whatever dtype the model is cast to (model.half()
+        # would round ||A|| by 2e-3 and the signature's spacings); they follow its device.
+        constants = {name: getattr(self, name) for name in _FLOAT64_BUFFERS
+                     if getattr(self, name, None) is not None}
         out = super()._apply(fn, *args, **kwargs)
+        for name, value in constants.items():
+            setattr(self, name, value.to(getattr(self, name).device))
         # Follow the model's device, not its dtype: the operator's tables stay float64.
         device = next((t.device for t in self.buffers()), None)
         op_device = getattr(self._operator, "device", None)

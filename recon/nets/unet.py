@@ -21,7 +21,7 @@ from torch import nn
 
 from operators._checks import integer
 
-from .common import check_dtype_matches, check_sinogram, deepcopy_sharing
+from .common import check_dtype_matches, check_sinogram
 
 __all__ = ["UNet", "UNetPostProcessing"]
 
@@ -137,9 +137,6 @@ class UNetPostProcessing(nn.Module):
         self.fbp = fbp
         self.unet = unet
         self.register_buffer("image_scale", torch.tensor(float(image_scale), dtype=torch.float64))
-
-    def __deepcopy__(self, memo):
-        return deepcopy_sharing(self, memo, [self.fbp])  # the fixed FBP layer is shared
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
         op = getattr(self.fbp, "operator", None)

@@ -157,6 +157,10 @@ def test_a_state_dict_names_the_scan_it_was_made_for():
     assert all(torch.is_tensor(v) for v in state.values())  # safetensors and the like work
     half = XRayTransform(grid, geom).half()  # keeps its float64 tables and signature
     assert half.scan_signature.dtype == torch.float64
+    before_fingerprint = dict(state, scan_signature=state["scan_signature"][:15])
+    XRayTransform(grid, geom).load_state_dict(before_fingerprint)  # 15 fields, compared as such
+    with pytest.raises(SignatureMismatchError, match="detector_offset: checkpoint 0, here 0.5"):
+        XRayTransform(grid, replace(geom, detector_offset=0.5)).load_state_dict(before_fingerprint)
     legacy = {k: v for k, v in state.items() if k != "scan_signature"}
     XRayTransform(grid, geom).load_state_dict(legacy)
     with pytest.raises(SignatureMismatchError, match="at other values"):  # as at that time

@@ -2,7 +2,9 @@
 
 import copy
 import io
+import warnings
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -175,6 +177,40 @@ def test_a_checkpoint_for_another_scan_is_refused_by_name(setup, name):
     build(name, grid, geom, A).load_state_dict(legacy)
 
 
+@pytest.mark.parametrize("name", MODELS)
+def test_a_cast_model_loads_checkpoints_of_its_scan(setup, name):
+    """Casting a model (``.float()``, ``.half()``) rounds its signature buffer; the checkpoint
+    of the same scan must still load (it was refused: grid_spacing 0.661468 vs 0.661468029),
+    and so must the checkpoint of a cast model into a float32 one."""
+    _, _, A, _, _ = setup
+    grid = operators.ImageGrid(shape=A.grid.shape, spacing=0.661468029)
+    geom = operators.ParallelGeometry.full_scan(VIEWS, DETS, 0.7071)
+    A = operators.XRayTransform(grid, geom)
+    state = build(name, grid, geom, A).state_dict()
+    for dtype in (torch.float32, torch.float16, torch.bfloat16):
+        cast = build(name, grid, geom, A).to(dtype)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # nor a warning that ||A|| differs (rounded to half)
+            cast.load_state_dict(state)
+            build(name, grid, geom, A).load_state_dict(cast.state_dict())
+        if name != "unet":  # the scan's constants keep float64 (OperatorModel)
+            assert cast.operator_norm.dtype == cast.scan_signature.dtype == torch.float64
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_a_checkpoint_for_other_views_with_the_same_summary_is_refused(setup, name):
+    """Two view subsets with the same count, ends and mean angle (the signature's summary
+    before ``angle_fingerprint``): the weights were learned for other views."""
+    grid, _, _, _, _ = setup
+    full = operators.ParallelGeometry.full_scan(9, DETS, 1.0)
+    geom_a, geom_b = full[[0, 2, 4, 6, 8]], full[[0, 1, 4, 7, 8]]
+    assert np.mean(geom_a.angle_array()) == pytest.approx(np.mean(geom_b.angle_array()))
+    model_a = build(name, grid, geom_a, operators.XRayTransform(grid, geom_a))
+    model_b = build(name, grid, geom_b, operators.XRayTransform(grid, geom_b))
+    with pytest.raises(operators.SignatureMismatchError, match="angle_fingerprint"):
+        model_b.load_state_dict(model_a.state_dict())
+
+
 @pytest.mark.parametrize("regularizer_init", [0.5, 0.2])
 def test_untrained_vn_stages_are_stable_smoothing_steps(setup, regularizer_init):
     """The linearised regulariser phi'(0) sum K^T K starts with the requested norm (below 1),
@@ -214,19 +250,27 @@ def test_dtype_cast_leaves_operator_tables(setup):
 
 
 @pytest.mark.parametrize("name", MODELS)
-def test_deepcopy_shares_operator(setup, name):
+def test_deepcopy_is_independent_of_the_original(setup, name):
+    """A copy computes the same, learns apart, and can be cast or moved without touching the
+    original: copies used to share the operator and the frozen FBP, so ``copy.deepcopy(m)
+    .double()`` turned the original's FBP to float64 (which then refused float32 data) and
+    moving a copy moved the original's operator."""
     grid, geom, A, x, y = setup
     model = build(name, grid, geom, A).eval()
     model(y)  # builds the operator's caches
     clone = copy.deepcopy(model)
-    if name != "unet":
-        assert clone.operator is A
-    else:
-        assert clone.fbp is model.fbp and clone.unet is not model.unet
     with torch.no_grad():
         assert torch.equal(model(y), clone(y))
         [p for p in clone.parameters() if p.requires_grad][-1].add_(1.0)
         assert not torch.equal(model(y), clone(y))
+    dtypes = {n: p.dtype for n, p in model.named_parameters()}
+    clone.double()
+    assert {n: p.dtype for n, p in model.named_parameters()} == dtypes
+    assert model(y).dtype == torch.float32 and clone(y.double()).dtype == torch.float64
+    clone.to("meta")  # a device move, without a GPU
+    assert A.device == torch.device("cpu") and model(y).device == torch.device("cpu")
+    if name != "unet":
+        assert model.operator is A and clone.operator is not A
 
 
 def test_rbf_activation_gradcheck():
