@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from pathlib import Path
 from typing import Optional, Sequence
@@ -18,6 +19,14 @@ from . import registry
 from .runner import DEFAULT_PRESET, RunnerError, run_all, run_experiment
 
 DEFAULT_OUT = Path("runs")
+
+
+def _folder(text: str) -> Path:
+    """``--out``: a folder path; an empty one (``Path("")`` is the current folder) is refused."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty path would write into the current folder: "
+                                         "name one")
+    return Path(text)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -37,7 +46,7 @@ def _parser() -> argparse.ArgumentParser:
         size.add_argument(f"--{preset}", dest="preset", action="store_const", const=preset,
                           help=text)
     run.set_defaults(preset=DEFAULT_PRESET)
-    run.add_argument("--out", type=Path, default=DEFAULT_OUT,
+    run.add_argument("--out", type=_folder, default=DEFAULT_OUT,
                      help="output root; each experiment writes into OUT/NAME (default: runs)")
     run.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1 "
                      "(default: cpu)")
@@ -47,7 +56,7 @@ def _parser() -> argparse.ArgumentParser:
                      help="rerun from scratch even if finished results or checkpoints exist")
 
     report = sub.add_parser("report", help="write OUT/index.html and OUT/REPORT.md")
-    report.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output root (default: runs)")
+    report.add_argument("--out", type=_folder, default=DEFAULT_OUT, help="output root (default: runs)")
     return parser
 
 
@@ -124,6 +133,18 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _interrupt_on_sigterm():
+    """Treat SIGTERM (``kill``, ``timeout``, a batch system's time limit) as Ctrl-C, so that the
+    run is recorded as interrupted and resumes; returns the previous handler (``None`` where
+    handlers cannot be set: not the main thread)."""
+    def handler(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+    try:
+        return signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread
+        return None
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point; returns the exit code (see the module docstring)."""
     args = _parser().parse_args(list(argv) if argv is not None else None)
@@ -133,11 +154,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.command == "list":
         return _cmd_list()
     if args.command == "run":
+        previous = _interrupt_on_sigterm()
         try:
             return _cmd_run(args)
         except KeyboardInterrupt:
             print("interrupted: rerun the same command to resume", file=sys.stderr)
             return 130
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
     return _cmd_report(args)
 
 

@@ -27,6 +27,7 @@ import dataclasses
 import json
 import logging
 import math
+import os
 from pathlib import Path
 from typing import Any, Dict, Iterable, Mapping, Optional
 
@@ -62,6 +63,17 @@ def to_jsonable(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     return obj
+
+
+def fit_summary(fit, root: Path) -> Dict[str, Any]:
+    """A ``recon.train`` fit result as JSON, without its per-epoch log, with its paths relative
+    to the experiment folder ``root`` (so that ``metrics.json`` stays true when the output
+    folder is copied or moved)."""
+    out = {k: v for k, v in fit.to_dict().items() if k != "log"}
+    for key in ("best_path", "checkpoint_path", "out_dir"):
+        if isinstance(out.get(key), str):
+            out[key] = Path(os.path.relpath(out[key], root)).as_posix()
+    return out
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:

@@ -69,7 +69,7 @@ from operators._checks import integer
 from recon.data.units import MU_WATER
 
 from . import limited_angle_measures as measures
-from .common import (claim, load_cache, mean_std, save_figure, write_bytes_atomic,
+from .common import (claim, fit_summary, load_cache, mean_std, save_figure, write_bytes_atomic,
                      write_json_atomic)
 
 NAME = "limited-angle"
@@ -554,7 +554,7 @@ def train_model(method: str, config: Config, grid, geometry, operator, fbp, data
     val = torch.utils.data.TensorDataset(*data["validation"])
     fit = Trainer(model, _loss, train, val, tc, folder).fit()
     model.eval()
-    info = {k: v for k, v in fit.to_dict().items() if k != "log"}
+    info = fit_summary(fit, folder.parents[2])  # paths relative to the experiment folder
     info["parameters"] = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return model, info
 
@@ -676,7 +676,8 @@ def make_claims(summary, config: Config, note: str) -> List[Dict[str, Any]]:
                 if delta.get(m) is None or math.isnan(delta[m])]
 
     def more(delta, sign):  # U-Net degrades more than every known-operator network
-        # An undefined change decides nothing: the claim is then not shown (and says why).
+        # An undefined change (e.g. no outline in either condition) cannot show the claim, so
+        # it does not hold; its numbers name the methods (change_undefined_for).
         return bool(ko) and not undefined(delta) \
             and all(sign * delta["unet"] > sign * delta[m] for m in ko)
 

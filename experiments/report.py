@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import html as _html
 import math
+import os
+import platform
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -69,6 +71,8 @@ class ExperimentRecord:
         status = str(self.config.get("status", "unknown"))
         if status == "finished" and self.metrics is None:
             return "metrics missing"
+        if status == "running" and _process_gone(self.config):
+            return "stopped"  # killed (SIGKILL, out of memory, power): rerun to resume
         return status
 
     @property
@@ -81,6 +85,22 @@ class ExperimentRecord:
         if not isinstance(claims, list):
             return []
         return [c for c in claims if isinstance(c, dict) and "claim" in c]
+
+
+def _process_gone(config: Dict[str, Any]) -> bool:
+    """Whether the process that wrote a ``"running"`` config is known to have ended (it ran on
+    this host and its pid is gone); ``False`` when that cannot be told."""
+    pid, host = config.get("pid"), config.get("host")
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0 \
+            or host != platform.node():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # exists but is not ours, or cannot be asked
+        return False
+    return False
 
 
 def _record(root: Path, name: str) -> ExperimentRecord:
@@ -133,8 +153,10 @@ def collect(root: Path, notes: Optional[Dict[str, str]] = None) -> List[Experime
 
 
 # --------------------------------------------------------------------------- formatting
-def format_value(value: Any) -> str:
-    """A short text for one metric value (numbers to 4 significant digits, bools yes/no)."""
+def format_value(value: Any, digits: int = 4) -> str:
+    """A short text for one metric value (numbers to ``digits`` significant digits, bools
+    yes/no). The numbers of one dict or list get more digits where 4 would print two different
+    values alike (PSNRs of 24.7306 and 24.7292 compared by a claim), up to 8."""
     if value is None:
         return "n/a"
     if isinstance(value, bool):
@@ -147,20 +169,32 @@ def format_value(value: Any) -> str:
         if math.isinf(value):
             return "inf" if value > 0 else "-inf"
         if value != 0 and (abs(value) >= 1e5 or abs(value) < 1e-3):
-            return f"{value:.3e}"
-        return f"{value:.4g}"
+            return f"{value:.{digits - 1}e}"
+        return f"{value:.{digits}g}"
     if isinstance(value, (list, tuple)):
         return _format_list(list(value))
     if isinstance(value, dict):
         if not value:
             return "{}"
-        return ", ".join(f"{k}={format_value(v)}" for k, v in value.items())
+        d = _distinguishing_digits(list(value.values()))
+        return ", ".join(f"{k}={format_value(v, d)}" for k, v in value.items())
     return str(value)
+
+
+def _distinguishing_digits(values: List[Any], lowest: int = 4, highest: int = 8) -> int:
+    """The fewest significant digits (``lowest`` .. ``highest``) at which the different finite
+    floats among ``values`` print differently."""
+    floats = {float(v) for v in values if isinstance(v, float) and math.isfinite(v)}
+    for digits in range(lowest, highest + 1):
+        if len({format_value(v, digits) for v in floats}) == len(floats):
+            return digits
+    return highest
 
 
 def _format_list(values: List[Any]) -> str:
     if len(values) <= _LIST_INLINE:
-        return "[" + ", ".join(format_value(v) for v in values) + "]"
+        d = _distinguishing_digits(values)
+        return "[" + ", ".join(format_value(v, d) for v in values) + "]"
     numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
     if len(numbers) == len(values):
         finite = [float(v) for v in numbers if math.isfinite(v)]
@@ -258,7 +292,7 @@ th { background: #f1f1f1; }
 td.num { font-variant-numeric: tabular-nums; }
 .yes { color: #0a6b16; font-weight: 600; }
 .no { color: #a3140e; font-weight: 600; }
-.status-failed, .status-interrupted { color: #a3140e; font-weight: 600; }
+.status-failed, .status-interrupted, .status-stopped { color: #a3140e; font-weight: 600; }
 figure { display: inline-block; margin: .4rem .8rem .8rem 0; vertical-align: top; }
 figure img { max-width: 100%; border: 1px solid #ddd; }
 figcaption { font-size: .8rem; color: #555; }

@@ -18,10 +18,17 @@ Skip and resume rules (:func:`run_experiment`):
   the experiment is skipped (``force=False``);
 - ``config.json`` holds the same run but there is no ``metrics.json`` (interrupted or failed): the
   experiment runs again in the same folder, where it finds its checkpoints and resumes;
-- a different config or seeds, or ``force=True``: the folder's previous contents (checkpoints
-  included) are deleted and the experiment starts from scratch. Only folders that the runner made
-  (holding a ``config.json``) are cleared; a folder with files but no readable ``config.json``
-  is refused (its caches could not be matched to the run), or emptied with ``force=True``.
+- a different preset, config or seeds: refused (:class:`RunnerError` naming ``--out``), so that
+  a finished study is never replaced by another one by mistake (``run all --tiny`` into the
+  folder of a three-seed ``--quick`` run); ``force=True`` deletes the folder's previous contents
+  (checkpoints included) and starts from scratch. Only folders that the runner made (holding a
+  ``config.json``) are cleared; a folder with files but no readable ``config.json`` is refused
+  (its caches could not be matched to the run), or emptied with ``force=True``.
+
+A run that starts deletes the temporaries of atomic writes killed before their rename
+(``.NAME.*.tmp``) in its folder. ``config.json`` also records the host and process of the run
+(``report`` marks a run whose process is gone as ``stopped``) and, for a resumed run, the
+earlier attempts (status, times, commit and versions of each).
 
 An experiment that uses fewer seeds than asked for (a module attribute ``SEEDS_USED``, e.g. 1
 for the deterministic ones) runs with the first ones, and ``config.json`` records the seeds
@@ -36,6 +43,7 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import logging
+import os
 import platform
 import shutil
 import subprocess
@@ -60,6 +68,10 @@ METRICS_FILE = "metrics.json"
 LOG_FILE = "run.log"
 DEFAULT_PRESET = "quick"
 _IDENTITY_KEYS = ("experiment", "preset", "config", "seeds")
+
+
+#: The most seeds one run takes (each seed is a full training of every model).
+MAX_SEEDS = 1000
 
 
 class RunnerError(ValueError):
@@ -155,6 +167,8 @@ def prepare_output(out: Any) -> Path:
     RunnerError
         (argument ``--out``) when the folder cannot be created or written.
     """
+    if out is None or str(out).strip() == "":
+        raise RunnerError("--out", "an empty path would write into the current folder: name one")
     path = Path(out).expanduser()
     if path.exists() and not path.is_dir():
         raise RunnerError("--out", f"{str(path)!r} exists and is not a folder")
@@ -189,8 +203,8 @@ def resolve_seeds(seeds: Any, module=None, preset: str = DEFAULT_PRESET) -> List
     if isinstance(seeds, bool):
         raise RunnerError("--seeds", f"expected a positive integer, got {seeds!r}")
     if isinstance(seeds, int):
-        if seeds < 1:
-            raise RunnerError("--seeds", f"expected a positive integer, got {seeds}")
+        if not 1 <= seeds <= MAX_SEEDS:
+            raise RunnerError("--seeds", f"expected a count from 1 to {MAX_SEEDS}, got {seeds}")
         return list(range(seeds))
     try:
         values = [int(s) for s in seeds]
@@ -262,6 +276,37 @@ def _now() -> str:
 # --------------------------------------------------------------------------- folder handling
 def _same_run(stored: Optional[Mapping[str, Any]], identity: Mapping[str, Any]) -> bool:
     return stored is not None and all(stored.get(k) == identity[k] for k in _IDENTITY_KEYS)
+
+
+#: What ``config.json`` keeps of each earlier attempt of a resumed run.
+_ATTEMPT_FIELDS = ("attempt", "status", "started", "finished", "wall_time_s", "error",
+                   "git_commit", "git_dirty", "package_version", "torch_version", "device")
+
+
+def _previous_attempts(stored: Optional[Mapping[str, Any]]) -> List[Dict[str, Any]]:
+    if not stored:
+        return []
+    earlier = list(stored.get("previous_attempts") or [])
+    return earlier + [{k: stored.get(k) for k in _ATTEMPT_FIELDS if k in stored}]
+
+
+def _remove_stale_temporaries(folder: Path) -> int:
+    """Delete the ``.NAME.*.tmp`` files of atomic writes killed before their rename, anywhere
+    in the run folder (the run that starts here is the only writer)."""
+    n = 0
+    for tmp in folder.rglob(".*.tmp"):
+        try:
+            if tmp.is_file():
+                tmp.unlink()
+                n += 1
+        except OSError:
+            pass
+    return n
+
+
+def _describe(run: Mapping[str, Any]) -> str:
+    """``preset P, seeds [...]``, and ``other settings`` when only the config differs."""
+    return f"preset {run.get('preset', '?')}, seeds {run.get('seeds', '?')}"
 
 
 def _clear_folder(folder: Path) -> None:
@@ -359,9 +404,9 @@ def run_experiment(name: str, out: Any, *, preset: str = DEFAULT_PRESET, device:
         raise RunnerError("--preset", f"unknown preset {preset!r}; valid: "
                           f"{', '.join(registry.PRESET_NAMES)}")
     torch_device = resolve_device(device)
-    root = prepare_output(out)
     module = entry.load()
     seed_list = resolve_seeds(seeds, module, preset)
+    root = prepare_output(out)
     most = getattr(module, "SEEDS_USED", None)  # experiments that use fewer seeds say so
     if most is not None and len(seed_list) > most:
         log.warning("%s uses %d seed(s): running with %s, not %s", entry.name, most,
@@ -392,7 +437,12 @@ def run_experiment(name: str, out: Any, *, preset: str = DEFAULT_PRESET, device:
         log.info("%s: finished before with the same config, skipped (use --force to rerun)",
                  entry.name)
         return RunOutcome(entry.name, "skipped", folder)
-    if force or (stored is not None and not _same_run(stored, identity)):
+    if stored is not None and not force and not _same_run(stored, identity):
+        raise RunnerError("--out", f"{str(folder)!r} holds a {stored.get('status', 'previous')} "
+                                   f"run of another configuration ({_describe(stored)}; this "
+                                   f"one: {_describe(identity)}); it is kept: choose another "
+                                   "--out, or pass --force to replace it")
+    if force:
         _clear_folder(folder)
         stored = None
     try:
@@ -403,6 +453,9 @@ def run_experiment(name: str, out: Any, *, preset: str = DEFAULT_PRESET, device:
     _check_writable(folder)
     if metrics_path.exists():  # stale metrics of another config, from a folder not ours
         metrics_path.unlink()
+    stale = _remove_stale_temporaries(folder)
+    if stale:
+        log.info("%s: removed %d temporary file(s) of an interrupted write", entry.name, stale)
 
     record: Dict[str, Any] = {
         **identity,
@@ -417,13 +470,18 @@ def run_experiment(name: str, out: Any, *, preset: str = DEFAULT_PRESET, device:
         "finished": None,
         "wall_time_s": None,
         "error": None,
+        "host": platform.node(),
+        "pid": os.getpid(),
+        # The attempts before this one (a resumed run may span several code states).
+        "previous_attempts": _previous_attempts(stored),
     }
     write_json_atomic(config_path, record)
 
     start = time.perf_counter()
     with _log_to(folder / LOG_FILE):
-        log.info("=== %s, preset %s, attempt %d, device %s, seeds %s ===", entry.name, preset,
-                 record["attempt"], torch_device, seed_list)
+        log.info("=== %s, preset %s, attempt %d, device %s, seeds %s, commit %s ===", entry.name,
+                 preset, record["attempt"], torch_device, seed_list,
+                 record.get("git_commit") or "unknown")
         try:
             torch.manual_seed(seed_list[0])
             metrics = module.run(config, folder, device=torch_device, seeds=seed_list)
@@ -467,9 +525,9 @@ def run_all(out: Any, *, preset: str = DEFAULT_PRESET, device: Any = "cpu", seed
         In run order.
     """
     resolve_device(device)
-    root = prepare_output(out)
     if seeds is not None:
         resolve_seeds(seeds)
+    root = prepare_output(out)
     entries = [registry.get(n) for n in names] if names is not None else list(registry.EXPERIMENTS)
     outcomes: List[RunOutcome] = []
     for i, entry in enumerate(entries, 1):

@@ -53,7 +53,7 @@ import torch
 
 from operators._checks import integer
 
-from .common import (claim, load_cache, mean_std, save_figure, write_bytes_atomic,
+from .common import (claim, fit_summary, load_cache, mean_std, save_figure, write_bytes_atomic,
                      write_json_atomic)
 
 NAME = "sparse-view"
@@ -401,7 +401,7 @@ def train_and_evaluate(method: str, config: Config, operator, fbp, data, extra, 
     fit = trainer.fit()
     model.eval()
     res = _evaluate(model, data, extra, device)
-    res["fit"] = {k: v for k, v in fit.to_dict().items() if k != "log"}
+    res["fit"] = fit_summary(fit, out)
     res["parameters"] = sum(p.numel() for p in model.parameters() if p.requires_grad)
     write_json_atomic(done, res)
     return res

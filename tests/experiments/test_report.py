@@ -134,3 +134,13 @@ def test_report_of_an_empty_folder(tmp_path):
     assert "0 of 0 claims held" in html_path.read_text()
     assert "No claims checked yet." in md_path.read_text()
     json.dumps(report.claims_table(report.collect(tmp_path)))
+
+
+def test_numbers_a_claim_compares_are_printed_apart():
+    """At 4 digits the sparse-view claim "LPD > U-Net > FBP" printed unet = 24.73, fbp = 24.73
+    (24.7306 and 24.7292); the values of one dict or list get the digits that tell them apart."""
+    assert report.format_value({"unet": 24.7306, "fbp": 24.7292, "lpd": 22.1}) == \
+        "unet=24.731, fbp=24.729, lpd=22.1"
+    assert report.format_value([24.7306, 24.7292]) == "[24.731, 24.729]"
+    assert report.format_value({"a": 1.5, "b": 2.25}) == "a=1.5, b=2.25"  # no digits added
+    assert report.format_value({"a": 1.0, "b": 1.0}) == "a=1, b=1"  # equal values stay equal

@@ -7,8 +7,12 @@ from __future__ import annotations
 import importlib.machinery
 import json
 import logging
+import os
+import signal
+import subprocess
 import sys
 import tempfile
+import time
 import types
 from dataclasses import dataclass
 
@@ -212,13 +216,83 @@ def test_run_writes_config_metrics_log_and_skips_then_forces(fakes, tmp_path):
                  "--force"]) == 0
     assert len(mod.calls) == 2
     assert _json(folder / "metrics.json")["resumed"] is False
-    # another preset (another config): runs again, and the stored config follows
-    assert main(["run", "fake-ok", "--quick", "--out", str(tmp_path), "--seeds", "2"]) == 0
-    assert len(mod.calls) == 3
+    # another preset or other seeds: the finished run is kept, the command refused ...
+    for other in (["--quick", "--seeds", "2"], ["--tiny"]):
+        assert main(["run", "fake-ok", *other, "--out", str(tmp_path)]) == 2
+        assert len(mod.calls) == 2 and _json(folder / "metrics.json")["size"] == 1
+    # ... unless forced: then it runs again, and the stored config follows
+    assert main(["run", "fake-ok", "--quick", "--out", str(tmp_path), "--force"]) == 0
+    assert len(mod.calls) == 3 and mod.calls[-1]["seeds"] == [0]
     assert _json(folder / "config.json")["config"] == {"size": 2}
-    # other seeds: runs again
-    assert main(["run", "fake-ok", "--quick", "--out", str(tmp_path)]) == 0
-    assert len(mod.calls) == 4 and mod.calls[-1]["seeds"] == [0]
+
+
+def test_a_finished_run_is_never_replaced_by_another_without_force(fakes, tmp_path, capsys):
+    """``run NAME --tiny`` into the folder of a finished ``--quick`` run deleted it silently
+    (metrics, checkpoints, log); now it is refused by name and nothing changes."""
+    fakes("fake_ok")
+    assert main(["run", "fake-ok", "--quick", "--seeds", "2", "--out", str(tmp_path)]) == 0
+    folder = tmp_path / "fake-ok"
+    before = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+    assert main(["run", "fake-ok", "--tiny", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "argument --out" in err and "holds a finished run of another configuration" in err
+    assert "preset quick, seeds [0, 1]" in err and "--force" in err
+    assert {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()} == before
+
+
+def test_empty_out_and_absurd_seed_counts_are_argument_errors(fakes, tmp_path, capsys,
+                                                               monkeypatch):
+    fakes("fake_ok")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:  # argparse's own exit, as for any bad flag
+        main(["run", "fake-ok", "--tiny", "--out", ""])
+    assert exit_info.value.code == 2
+    assert "argument --out: an empty path" in capsys.readouterr().err
+    assert not (tmp_path / "fake-ok").exists()  # not written into the current folder
+    out = tmp_path / "never"
+    for count in ("0", "99999999999999999999"):
+        assert main(["run", "fake-ok", "--tiny", "--out", str(out), "--seeds", count]) == 2
+        assert "argument --seeds" in capsys.readouterr().err
+    assert not out.exists(), "a refused command creates no output folder"
+
+
+def test_a_run_removes_temporaries_of_killed_writes_and_keeps_its_history(fakes, tmp_path,
+                                                                          capsys):
+    """Temporaries of atomic writes killed before their rename are removed when the run
+    starts again; config.json keeps the earlier attempts (each may be another commit)."""
+    mod = fakes("fake_resume", behaviour="fail_once")
+    assert main(["run", "fake-resume", "--tiny", "--out", str(tmp_path)]) == 1
+    folder = tmp_path / "fake-resume"
+    (folder / "data").mkdir()
+    stale = [folder / ".metrics.json.abc123.tmp", folder / "data" / ".data.pt.xyz.tmp"]
+    for path in stale:
+        path.write_bytes(b"half written")
+    assert main(["run", "fake-resume", "--tiny", "--out", str(tmp_path)]) == 0
+    assert not any(p.exists() for p in stale)
+    cfg = _json(folder / "config.json")
+    assert cfg["attempt"] == 2 and cfg["status"] == "finished"
+    first = cfg["previous_attempts"]
+    assert len(first) == 1 and first[0]["attempt"] == 1 and first[0]["status"] == "failed"
+    assert "git_commit" in first[0] and first[0]["started"]
+    headers = [line for line in (folder / "run.log").read_text().splitlines() if "===" in line]
+    assert len(headers) == 2 and all(", commit " in line for line in headers)
+    assert len(mod.calls) == 2
+
+
+def test_a_killed_run_shows_as_stopped_in_the_report(fakes, tmp_path):
+    """A run killed without a chance to record it (SIGKILL) stays "running" in config.json;
+    the report tells it from a live one by its process."""
+    from experiments.report import collect
+    fakes("fake_ok")
+    assert main(["run", "fake-ok", "--tiny", "--out", str(tmp_path)]) == 0
+    path = tmp_path / "fake-ok" / "config.json"
+    cfg = _json(path)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    for pid, expected in ((dead.pid, "stopped"), (os.getpid(), "running")):
+        path.write_text(json.dumps(dict(cfg, status="running", pid=pid)))
+        (record,) = [r for r in collect(tmp_path) if r.name == "fake-ok"]
+        assert record.status == expected
 
 
 def test_default_preset_is_quick(fakes, tmp_path):
@@ -354,6 +428,22 @@ def test_report_counts_only_claims_of_finished_runs(fakes, tmp_path, capsys, mon
                         lambda *a, **k: (_ for _ in ()).throw(FileNotFoundError(2, "gone")))
     assert main(["report", "--out", str(tmp_path)]) == 2
     assert "argument --out: cannot write the report (gone)" in capsys.readouterr().err
+
+
+def test_sigterm_is_an_interruption_too(fakes, tmp_path, capsys):
+    """``kill`` or ``timeout`` (SIGTERM) used to leave the run "running" for ever."""
+    mod = fakes("fake_ok")
+
+    def terminated(config, out, *, device, seeds):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # the handler raises before this ends
+        raise AssertionError("SIGTERM did not interrupt the run")
+
+    mod.run = terminated
+    previous = signal.getsignal(signal.SIGTERM)
+    assert main(["run", "fake-ok", "--tiny", "--out", str(tmp_path)]) == 130
+    assert _json(tmp_path / "fake-ok" / "config.json")["status"] == "interrupted"
+    assert signal.getsignal(signal.SIGTERM) == previous  # restored after the command
 
 
 def test_ctrl_c_marks_the_run_interrupted_and_exits_130(fakes, tmp_path, capsys):
