@@ -151,7 +151,7 @@ def run(config: Config, out: Path, *, device: torch.device, seeds: Sequence[int]
                         all(r["adjoint_test_float64"] < 1e-10 for r in results.values()),
                         worst=max(r["adjoint_test_float64"] for r in results.values())))
 
-    fig, axes = plt.subplots(len(panels), 4, figsize=(13, 3.2 * len(panels)))
+    fig, axes = plt.subplots(len(panels), 4, figsize=(13, 3.2 * len(panels)), layout="constrained")
     t = truth.cpu()
     for row, (name, sino, r1, r2, err, psnr) in zip(axes, panels):
         row[0].imshow(sino, cmap="gray", aspect="auto")
@@ -159,8 +159,9 @@ def run(config: Config, out: Path, *, device: torch.device, seeds: Sequence[int]
         for ax, img, key in ((row[1], r1, "ram-lak"), (row[2], r2, "hann")):
             ax.imshow(img, cmap="gray", vmin=0.0, vmax=0.02 * 0.4)
             ax.set_title(f"FBP {key}: {psnr[key]:.1f} dB, rel. err {err[key]:.3f}", fontsize=9)
-        row[3].imshow(r1 - t, cmap="RdBu_r", vmin=-0.002, vmax=0.002)
+        diff = row[3].imshow(r1 - t, cmap="RdBu_r", vmin=-0.002, vmax=0.002)
         row[3].set_title("FBP ram-lak minus truth (1/mm)", fontsize=9)
+        fig.colorbar(diff, ax=row[3], fraction=0.046, pad=0.02)
         for ax in row:
             ax.axis("off")
     fig.suptitle(f"Shepp-Logan {cfg.size}x{cfg.size}, {cfg.pixel} mm pixels (window 0-0.008 /mm)")

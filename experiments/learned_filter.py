@@ -220,11 +220,11 @@ def _plot_response(model, config, metrics, path):
         ax[1].plot(nu_low, kernel_response(taps[k], nu_low), style, label=k)
     ax[0].set_xlabel("frequency (cycles / sample)")
     ax[0].set_ylabel("H(nu) of the effective kernel")
-    ax[0].set_title("full band: response distance to Ram-Lak naive %.1e, learned %.1e" % (
+    ax[0].set_title("full band: response distance to Ram-Lak\nnaive %.1e, learned %.1e" % (
         metrics["response_distance_naive"], metrics["response_distance_learned"]), fontsize=9)
     ax[0].legend()
     ax[1].set_xlabel("frequency (cycles / sample)")
-    ax[1].set_title("low band nu <= %.3g: distance to Ram-Lak naive %.3f, learned %.3f" % (
+    ax[1].set_title("low band nu <= %.3g: distance to Ram-Lak\nnaive %.3f, learned %.3f" % (
         config.low_band, metrics["low_band_distance_naive"],
         metrics["low_band_distance_learned"]), fontsize=9)
     ax[1].legend()

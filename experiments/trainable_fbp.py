@@ -151,7 +151,7 @@ def _plot_weights(geometry, reference, learned, ref_name, distance, path):
     ext = [u[0], u[-1], beta[-1], beta[0]]
     diff = learned - reference
     lim = max(float(np.abs(diff).max()), 1e-6)
-    fig, ax = plt.subplots(1, 4, figsize=(17, 4))
+    fig, ax = plt.subplots(1, 4, figsize=(18, 4), layout="constrained")
     vmax = max(1.0, float(learned.max()))
     for a, img, title in ((ax[0], reference, ref_name), (ax[1], learned, "learned")):
         im = a.imshow(img, aspect="auto", extent=ext, vmin=0.0, vmax=vmax, cmap="viridis")
