@@ -6,9 +6,9 @@ time without running anything (``python -m experiments report --out DIR``). It c
 
 - a summary table: every experiment, its status, preset, wall time and claims held;
 - a global claims table: experiment, claim, held (yes / no) and the measured numbers;
-- per experiment: description, reference, preset, device, seeds, wall time, revision, every
-  figure (PNG) in its folder, and its metrics as a two-column table (nested dicts flattened
-  to dotted keys, long lists summarised).
+- per experiment: description, reference, preset, device, seeds, wall time, revision, its
+  claims again, every figure (PNG) in its folder, and its metrics as a two-column table
+  (nested dicts flattened to dotted keys, long lists summarised).
 
 All links are relative to ``DIR`` and point only at files that exist; the HTML carries its own
 CSS and no script, so the folder can be copied and opened anywhere.
@@ -360,6 +360,12 @@ def render_html(records: Sequence[ExperimentRecord], title: str = "known-operato
         links = " · ".join(f"<a href=\"{_href(path)}\">{_e(label)}</a>"
                            for label, path in rec.links)
         parts.append(f"<p class=\"meta\">{_e(meta)}" + (f"<br>{links}" if links else "") + "</p>")
+        own = [c for c in claims if c[0] == rec.name]
+        if own:  # the experiment's claims again, next to its figures
+            rows = [(_e(text), f"<span class=\"{'yes' if ok else 'no'}\">"
+                     f"{'yes' if ok else 'no'}</span>", _e(numbers))
+                    for _, _, text, ok, numbers in own]
+            parts.append(_html_table(("claim", "held", "numbers"), rows, raw_cols=(0, 1, 2)))
         for fig in rec.figures:
             href = _href(fig)
             caption = PurePosixPath(fig).name
@@ -414,6 +420,10 @@ def render_markdown(records: Sequence[ExperimentRecord],
         out += ["; ".join(f"{k}: {v}" for k, v in _details(rec)), ""]
         if rec.links:
             out += [" · ".join(f"[{label}]({_href(path)})" for label, path in rec.links), ""]
+        own = [c for c in claims if c[0] == rec.name]
+        if own:
+            out += [_md_table(("claim", "held", "numbers"),
+                              [(t, "yes" if ok else "no", n) for _, _, t, ok, n in own]), ""]
         for fig in rec.figures:
             out += [f"![{PurePosixPath(fig).name}]({_href(fig)})", ""]
         if rec.metrics is not None:

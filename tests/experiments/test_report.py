@@ -144,3 +144,18 @@ def test_numbers_a_claim_compares_are_printed_apart():
     assert report.format_value([24.7306, 24.7292]) == "[24.731, 24.729]"
     assert report.format_value({"a": 1.5, "b": 2.25}) == "a=1.5, b=2.25"  # no digits added
     assert report.format_value({"a": 1.0, "b": 1.0}) == "a=1, b=1"  # equal values stay equal
+
+
+def test_each_experiment_section_repeats_its_claims(tmp_path):
+    folder = tmp_path / "fbp-demo"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"status": "finished", "preset": "tiny"}))
+    (folder / "metrics.json").write_text(json.dumps({"claims": [
+        {"claim": "the disk comes back", "held": True, "numbers": {"error": 0.001}}]}))
+    report.write_report(tmp_path)
+    md = (tmp_path / "REPORT.md").read_text()
+    section = md.split("## fbp-demo", 1)[1]
+    assert "| the disk comes back | yes | error = 0.001 |" in section
+    assert section.count("the disk comes back") == 1
+    assert "the disk comes back" in (tmp_path / "index.html").read_text().split(
+        'id="exp-fbp-demo"', 1)[1]
