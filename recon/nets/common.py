@@ -100,7 +100,9 @@ def check_dtype_matches(name: str, tensor: torch.Tensor, module: nn.Module) -> N
     """
     if compiling():
         return
-    param = next((p for p in module.parameters() if p.is_floating_point()), None)
+    params = [p for p in module.parameters() if p.is_floating_point()]
+    # The learned weights set the dtype (a frozen FBP inside the model is not what it trains).
+    param = next((p for p in params if p.requires_grad), params[0] if params else None)
     if param is None or tensor.dtype == param.dtype or _autocast_enabled(tensor.device.type):
         return
     raise TypeError(f"{name} has dtype {tensor.dtype} but the parameters of "
