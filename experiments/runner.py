@@ -304,9 +304,14 @@ def _remove_stale_temporaries(folder: Path) -> int:
     return n
 
 
-def _describe(run: Mapping[str, Any]) -> str:
-    """``preset P, seeds [...]``, and ``other settings`` when only the config differs."""
-    return f"preset {run.get('preset', '?')}, seeds {run.get('seeds', '?')}"
+def _describe_difference(stored: Mapping[str, Any], identity: Mapping[str, Any]) -> str:
+    """What differs between a stored run and the one asked for, in words."""
+    def describe(run):
+        return f"preset {run.get('preset', '?')}, seeds {run.get('seeds', '?')}"
+    if describe(stored) != describe(identity):
+        return f"{describe(stored)}; this one: {describe(identity)}"
+    return (f"{describe(stored)}, with other settings: the preset's config has changed since "
+            "(another version of the code)")
 
 
 def _clear_folder(folder: Path) -> None:
@@ -439,9 +444,9 @@ def run_experiment(name: str, out: Any, *, preset: str = DEFAULT_PRESET, device:
         return RunOutcome(entry.name, "skipped", folder)
     if stored is not None and not force and not _same_run(stored, identity):
         raise RunnerError("--out", f"{str(folder)!r} holds a {stored.get('status', 'previous')} "
-                                   f"run of another configuration ({_describe(stored)}; this "
-                                   f"one: {_describe(identity)}); it is kept: choose another "
-                                   "--out, or pass --force to replace it")
+                                   f"run of another configuration "
+                                   f"({_describe_difference(stored, identity)}); it is kept: "
+                                   "choose another --out, or pass --force to replace it")
     if force:
         _clear_folder(folder)
         stored = None

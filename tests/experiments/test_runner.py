@@ -229,7 +229,7 @@ def test_run_writes_config_metrics_log_and_skips_then_forces(fakes, tmp_path):
 def test_a_finished_run_is_never_replaced_by_another_without_force(fakes, tmp_path, capsys):
     """``run NAME --tiny`` into the folder of a finished ``--quick`` run deleted it silently
     (metrics, checkpoints, log); now it is refused by name and nothing changes."""
-    fakes("fake_ok")
+    mod = fakes("fake_ok")
     assert main(["run", "fake-ok", "--quick", "--seeds", "2", "--out", str(tmp_path)]) == 0
     folder = tmp_path / "fake-ok"
     before = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
@@ -238,6 +238,9 @@ def test_a_finished_run_is_never_replaced_by_another_without_force(fakes, tmp_pa
     assert "argument --out" in err and "holds a finished run of another configuration" in err
     assert "preset quick, seeds [0, 1]" in err and "--force" in err
     assert {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()} == before
+    mod.PRESETS = dict(mod.PRESETS, quick=FakeConfig(7))  # the code's preset changed since
+    assert main(["run", "fake-ok", "--quick", "--seeds", "2", "--out", str(tmp_path)]) == 2
+    assert "with other settings: the preset's config has changed" in capsys.readouterr().err
 
 
 def test_empty_out_and_absurd_seed_counts_are_argument_errors(fakes, tmp_path, capsys,
