@@ -30,9 +30,11 @@ circular convolution equal to the linear one on the ``N`` detector samples.
 Scaling and initialisation
 --------------------------
 ``A_par^T`` of Joseph's method back-projects a view with weight ``~ pixel_area / du`` per
-detector sample, so the fixed weights ``w_v = dtheta_v * du / (dx dy)`` (``dtheta_v`` the
-angular quadrature weight of view ``v``, normalised to ``pi`` for scans longer than a half
-turn) make ``A_par^T diag(w)`` the continuous back-projection ``int p(theta, s) dtheta``. With
+detector sample, so the fixed weights ``w_vj = dtheta_v r_vj du / (dx dy)`` (``dtheta_v`` the
+angular quadrature weight of view ``v``, ``r_vj`` the redundancy weight of its ray ``j``:
+``1 / (number of times its line is measured)``, :func:`operators.fbp.redundancy_weights`, so
+that every line counts once on any arc from a half turn up, 1.25 pi included) make
+``A_par^T diag(w)`` the continuous back-projection ``int_0^pi p(theta, s) dtheta``. With
 ``filter_init="ram-lak"`` ``k`` starts as the response of the discrete Ram-Lak kernel
 (Kak & Slaney eq. 3.61: ``h(0) = 1 / (4 du^2)``, ``h(n odd) = -1 / (n pi du)^2``) times ``du``,
 so the initial network is "FBP, then fan re-projection"; ``"ramp"`` starts from the naive
@@ -41,7 +43,6 @@ so the initial network is "FBP, then fan re-projection"; ``"ramp"`` starts from 
 
 from __future__ import annotations
 
-import math
 from typing import Optional
 
 import numpy as np
@@ -49,9 +50,10 @@ import torch
 from torch import nn
 
 from operators._checks import integer
-from operators.fbp import filter_response, naive_ramp_response, padded_length
+from operators.fbp import (filter_response, naive_ramp_response, padded_length,
+                           redundancy_weights)
 from operators.geometry import FanGeometry, ParallelGeometry
-from operators.projector import XRayTransform
+from operators.projector import XRayTransform, check_tensor
 
 __all__ = ["DetectorFilter", "ParallelToFanNet", "ram_lak_response", "ramp_response"]
 
@@ -121,6 +123,12 @@ class DetectorFilter(nn.Module):
         return filtered[..., : self.detector_count]
 
 
+def _drop_view_weights(state_dict, prefix, *args, **kwargs) -> None:
+    """Checkpoints written before the ray weights carry the former per-view weights
+    ``view_weights``: computed from the geometry, not learned, so they are not loaded."""
+    state_dict.pop(prefix + "view_weights", None)
+
+
 class ParallelToFanNet(nn.Module):
     """The derived network ``p_fan = A_fan A_par^T diag(w) filter(p_par)`` (Syben et al. 2018).
 
@@ -144,7 +152,12 @@ class ParallelToFanNet(nn.Module):
     image ``(*batch, H, W)`` (an FBP in 1/mm when the filter is the Ram-Lak filter).
 
     Only ``filter.response`` is trainable; the operators are fixed layers (they hold buffers,
-    no parameters), the per-view weights are a buffer.
+    no parameters), the ray weights ``(views, detectors)`` are a buffer computed from the
+    geometry (not saved: checkpoints hold the filter).
+
+    Raises ``TypeError`` for a sinogram that is not a floating-point tensor (an integer one was
+    filtered with weights cast to integers, i.e. zeros) and ``ValueError`` for another shape;
+    float16 / bfloat16 sinograms are filtered in float32 and returned in their dtype.
     """
 
     def __init__(self, parallel_operator: XRayTransform, fan_operator: XRayTransform,
@@ -183,11 +196,11 @@ class ParallelToFanNet(nn.Module):
         self.filter = DetectorFilter(n, response)
         for p in list(parallel_operator.parameters()) + list(fan_operator.parameters()):
             p.requires_grad_(False)  # XRayTransform has none today; keep it fixed regardless
-        dtheta = geometry.angular_weights()
-        dtheta = dtheta * min(1.0, math.pi / float(dtheta.sum()))
+        dtheta = geometry.angular_weights()[:, None]
         dy, dx = parallel_operator.grid.spacing
-        self.register_buffer("view_weights",
-                             torch.from_numpy(dtheta * du / (dx * dy))[:, None])
+        weights = dtheta * redundancy_weights(geometry) * du / (dx * dy)
+        self.register_buffer("ray_weights", torch.from_numpy(weights), persistent=False)
+        self._register_load_state_dict_pre_hook(_drop_view_weights)
 
     @classmethod
     def from_geometries(cls, grid, parallel_geometry: ParallelGeometry,
@@ -202,8 +215,12 @@ class ParallelToFanNet(nn.Module):
 
     def backproject(self, p_par: torch.Tensor) -> torch.Tensor:
         """``A_par^T diag(w) filter(p_par)``: ``(*batch, views, detectors) -> (*batch, H, W)``."""
-        q = self.filter(p_par) * self.view_weights.to(p_par.dtype)
-        return self.parallel_operator.T(q)
+        op = self.parallel_operator
+        check_tensor("p_par", p_par, op.range_shape, "views, detectors", op.device,
+                     check_finite=op.check_inputs, allow_half=True)
+        work = p_par.float() if p_par.dtype in (torch.float16, torch.bfloat16) else p_par
+        q = self.filter(work) * self.ray_weights.to(work.dtype)
+        return op.T(q).to(p_par.dtype)
 
     def forward(self, p_par: torch.Tensor) -> torch.Tensor:
         return self.fan_operator(self.backproject(p_par))

@@ -252,7 +252,7 @@ def test_network_batches_and_only_the_filter_is_trainable():
     net = ParallelToFanNet.from_geometries(GRID, pg, fg, filter_init="ramp")
     trainable = [n for n, p in net.named_parameters() if p.requires_grad]
     assert trainable == ["filter.response"]
-    assert not net.view_weights.requires_grad
+    assert not net.ray_weights.requires_grad
     x = torch.randn(2, *pg.sinogram_shape, dtype=torch.float64, requires_grad=True)
     y = net(x)
     assert y.shape == (2, *fg.sinogram_shape)
@@ -299,3 +299,49 @@ def test_network_operator_errors():
     net = ParallelToFanNet(a_par, a_fan)
     with pytest.raises(ValueError, match="detectors"):
         net(torch.zeros(120, 70))
+
+
+def test_network_counts_every_line_once_on_arcs_between_half_and_full_turns():
+    """The per-view weights were scaled by pi / arc, right only for whole half turns: on a
+    1.25 pi arc the lines of the first quarter turn were counted twice as much as the rest
+    (Shepp-Logan back-projection 0.384 from the truth instead of 0.253). With the redundancy
+    weights every arc from a half turn up gives the half turn's image."""
+    _, fg = net_geometries()
+    phantom = op.shepp_logan(28.0, scale=0.02)
+    images = {}
+    for turns, views in ((1.0, 120), (1.25, 150), (1.5, 180), (2.0, 240)):
+        pg = op.ParallelGeometry.limited_angle(turns * math.pi, views, 71, 1.25)
+        net = ParallelToFanNet.from_geometries(GRID, pg, fg)
+        with torch.no_grad():
+            images[turns] = net.backproject(phantom.sinogram(pg))
+    for turns in (1.25, 1.5, 2.0):
+        assert rel(images[turns], images[1.0]) < 0.02, turns
+
+
+def test_network_input_checks_and_half_precision():
+    """An integer sinogram was filtered with its weights cast to integers (all zeros out)."""
+    pg, fg = net_geometries()
+    net = ParallelToFanNet.from_geometries(GRID, pg, fg)
+    y = op.disk(20.0, 0.02).sinogram(pg).float()
+    with pytest.raises(TypeError, match="p_par has integer"):
+        net(y.long())
+    with pytest.raises(ValueError, match=r"p_par must end in \(views, detectors\) = \(120, 71\)"):
+        net(y[:-1])
+    with torch.no_grad():
+        full = net(y)
+        for dtype in (torch.float16, torch.bfloat16):
+            half = net(y.to(dtype))
+            assert half.dtype == dtype
+            assert rel(half.float(), full) < 0.01
+
+
+def test_network_loads_checkpoints_with_the_former_view_weights():
+    """Checkpoints from before the ray weights hold ``view_weights`` (V, 1): derived from the
+    geometry, not learned, so they are skipped and the filter loads."""
+    pg, fg = net_geometries()
+    net = ParallelToFanNet.from_geometries(GRID, pg, fg, filter_init="ramp")
+    state = dict(net.state_dict(), view_weights=torch.ones(pg.views, 1, dtype=torch.float64))
+    other = ParallelToFanNet.from_geometries(GRID, pg, fg, filter_init="zeros")
+    other.load_state_dict(state)
+    assert torch.equal(other.filter.response, net.filter.response)
+    assert "view_weights" not in net.state_dict() and "ray_weights" not in net.state_dict()
