@@ -59,12 +59,12 @@ import numpy as np
 import torch
 
 import operators as ops
-from operators._checks import integer
 from recon import iterative
 from recon.data import EllipsesDataset, MU_WATER, ct_small_mu, gaussian_noise
 from recon.metrics import psnr, ssim
 
-from .common import claim, mean_std, save_figure, write_bytes_atomic, write_json_atomic
+from .common import (check_config, claim, mean_std, save_figure, write_bytes_atomic,
+                     write_json_atomic)
 
 NAME = "baselines"
 DESCRIPTION = ("Classical baselines (FBP, SIRT, CGLS, TV-PDHG) on 30-view ellipses with 5% noise, "
@@ -147,10 +147,7 @@ class Config:
     oracle: bool = True
 
     def __post_init__(self):
-        for name in ("size", "views", "detectors", "validation_images", "test_images",
-                     "batch_size", "sirt_max_iterations", "cgls_max_iterations",
-                     "tv_iterations", "noise_realisations", "ct_upsample"):
-            integer(f"Config.{name}", getattr(self, name))
+        check_config(self)
         if self.size < 16:
             raise ValueError(f"size must be >= 16 (SSIM window and phantoms), got {self.size}")
         if not self.pixel_size > 0:

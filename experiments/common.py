@@ -28,11 +28,14 @@ import json
 import logging
 import math
 import os
+import re
+import typing
 from pathlib import Path
 from typing import Any, Dict, Iterable, Mapping, Optional
 
 import numpy as np
 
+from operators._checks import integer, real
 from recon.training.atomic import write_atomic
 
 log = logging.getLogger(__name__)
@@ -63,6 +66,63 @@ def to_jsonable(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     return obj
+
+
+#: Float fields of an experiment's Config that must be positive (learning rates, pixel sizes,
+#: detector pitches, clipping norms), by name.
+_POSITIVE_FIELD = re.compile(r"(^|_)lr$|^pixel|pitch|spacing|^grad_clip$")
+
+
+def check_config(config) -> None:
+    """Check an experiment's frozen ``Config`` by its field types, naming the field.
+
+    ``int`` fields are counts (at least 1; seeds and worker counts at least 0), ``float``
+    fields finite (and positive for the names of :data:`_POSITIVE_FIELD`), ``bool`` and ``str``
+    fields exactly that, ``Optional[...]`` also ``None``, ``Tuple[...]`` element by element
+    (integers in tuples at least 0). A wrong kind is a ``TypeError``, a value out of range a
+    ``ValueError`` (``operators._checks``). Ranges particular to an experiment are checked by
+    its ``__post_init__`` after this.
+    """
+    hints = typing.get_type_hints(type(config))
+    for f in dataclasses.fields(config):
+        name = f.name
+        _check_typed(f"Config.{name}", getattr(config, name), hints[name], name)
+
+
+def _check_typed(label: str, value: Any, hint: Any, name: str) -> None:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is typing.Union:
+        if value is None and type(None) in args:
+            return
+        rest = [a for a in args if a is not type(None)]
+        if len(rest) == 1:
+            _check_typed(label, value, rest[0], name)
+        return
+    if origin is tuple:
+        if not isinstance(value, (tuple, list)):
+            raise TypeError(f"{label} must be a tuple, got {type(value).__name__}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            element_hints = [args[0]] * len(value)
+        else:
+            if len(value) != len(args):
+                raise ValueError(f"{label} must have {len(args)} entries, got {value!r}")
+            element_hints = list(args)
+        for i, (item, item_hint) in enumerate(zip(value, element_hints)):
+            if item_hint is int:
+                integer(f"{label}[{i}]", item, minimum=0)
+            else:
+                _check_typed(f"{label}[{i}]", item, item_hint, name)
+        return
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise TypeError(f"{label} must be True or False, got {value!r}")
+    elif hint is int:
+        integer(label, value, minimum=0 if ("seed" in name or "workers" in name) else 1)
+    elif hint is float:
+        real(label, value, positive=bool(_POSITIVE_FIELD.search(name)))
+    elif hint is str:
+        if not isinstance(value, str):
+            raise TypeError(f"{label} must be a string, got {type(value).__name__}")
 
 
 def fit_summary(fit, root: Path) -> Dict[str, Any]:

@@ -27,7 +27,7 @@ import torch
 from operators import FBP, FanGeometry, ImageGrid, ParallelGeometry, XRayTransform, disk, \
     shepp_logan
 
-from .common import claim, save_figure
+from .common import check_config, claim, save_figure
 
 NAME = "fbp-demo"
 DESCRIPTION = "Project phantoms in parallel and fan geometries and reconstruct them with FBP layers"
@@ -51,6 +51,12 @@ class Config:
     source_to_detector: float = 1100.0  # mm
     supersample: int = 4             # rasterisation of the ground truth
     disk_tolerance: float = 0.01     # the claim: every interior pixel of the disk within 1 %
+
+    def __post_init__(self):
+        check_config(self)
+        for name in ("pixel", "source_to_isocenter", "source_to_detector", "disk_tolerance"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"Config.{name} must be positive, got {getattr(self, name)!r}")
 
 
 PRESETS = {

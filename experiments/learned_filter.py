@@ -37,7 +37,8 @@ import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
-from experiments.common import claim, run_seeds, save_figure, write_bytes_atomic
+from experiments.common import (check_config, claim, run_seeds, save_figure,
+                                write_bytes_atomic)
 from operators import ImageGrid, ParallelGeometry, disk, shepp_logan
 from operators.fbp import filter_response, naive_ramp_response
 
@@ -81,6 +82,12 @@ class Config:
     lr: float = 1e-3
     low_band: float = 1.0 / 32.0
     padding: Optional[int] = None
+
+    def __post_init__(self):
+        check_config(self)
+        if not 0 < self.low_band <= 0.5:
+            raise ValueError(f"Config.low_band must be in (0, 0.5] cycles per sample, got "
+                             f"{self.low_band!r}")
 
 
 PRESETS = {

@@ -65,12 +65,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from operators._checks import integer
 from recon.data.units import MU_WATER
 
 from . import limited_angle_measures as measures
-from .common import (claim, fit_summary, load_cache, mean_std, save_figure, write_bytes_atomic,
-                     write_json_atomic)
+from .common import (check_config, claim, fit_summary, load_cache, mean_std, save_figure,
+                     write_bytes_atomic, write_json_atomic)
 
 NAME = "limited-angle"
 DESCRIPTION = ("Limited-angle fan-beam chest CT (120 deg): U-Net vs known-operator networks "
@@ -180,14 +179,27 @@ class Config:
     data_workers: int = 8
 
     def __post_init__(self):
+        check_config(self)
         bad = [m for m in self.methods if m not in METHODS]
         if bad or not self.methods:
             raise ValueError(f"Config.methods must be a non-empty subset of {METHODS}, got "
                              f"{self.methods!r}")
-        for name in ("size", "train_size", "val_size", "test_size", "tv_iterations",
-                     "batch_size", "epochs", "adversarial_steps", "adversarial_cases"):
-            integer(f"Config.{name}", getattr(self, name))
-        integer("Config.data_workers", self.data_workers, minimum=0)
+        for name in ("views_per_degree", "source_to_isocenter", "cnr_threshold",
+                     "min_contrast_fraction"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"Config.{name} must be positive, got {getattr(self, name)!r}")
+        if not 1 < self.source_to_isocenter < self.source_to_detector:
+            raise ValueError(f"Config.source_to_isocenter ({self.source_to_isocenter!r}, in "
+                             f"image sizes) must exceed 1 and be below source_to_detector "
+                             f"({self.source_to_detector!r})")
+        if not self.air_margin_mm >= 0:
+            raise ValueError(f"Config.air_margin_mm must be >= 0, got {self.air_margin_mm!r}")
+        if not self.lesions:
+            raise ValueError("Config.lesions must name at least one (diameter_mm, contrast_hu)")
+        from operators.fbp import FILTERS
+        if self.fbp_filter not in FILTERS:
+            raise ValueError(f"Config.fbp_filter must be one of {FILTERS}, got "
+                             f"{self.fbp_filter!r}")
         if self.size < 16:
             raise ValueError(f"Config.size must be at least 16, got {self.size}")
         if self.arc_deg is not None and not 0 < self.arc_deg < 360:

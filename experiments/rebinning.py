@@ -56,7 +56,7 @@ from recon.metrics import psnr
 from recon.nets.rebinning import ParallelToFanNet, ram_lak_response, ramp_response
 from recon.rebinning import InterpolationRebinning
 
-from .common import claim, load_cache, mean_std, save_figure, write_bytes_atomic
+from .common import check_config, claim, load_cache, mean_std, save_figure, write_bytes_atomic
 
 NAME = "rebinning"
 DESCRIPTION = ("parallel-to-fan conversion: precision-learning network (learned filter + "
@@ -116,11 +116,8 @@ class Config:
     filter_init: str = "ram-lak"
 
     def __post_init__(self):
+        check_config(self)
         object.__setattr__(self, "parallel_views", tuple(int(v) for v in self.parallel_views))
-        for name in ("image_size", "fan_views", "train_phantoms", "test_phantoms", "batch_size",
-                     "steps"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.image_size < 24:
             raise ValueError(f"image_size must be >= 24 (the resolution phantom needs room), "
                              f"got {self.image_size}")

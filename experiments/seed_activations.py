@@ -31,7 +31,7 @@ from typing import Callable, Dict, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 
-from .common import claim, save_figure
+from .common import check_config, claim, save_figure
 
 NAME = "seed-activations"
 DESCRIPTION = ("Fig. 5: sign, sigmoid, tanh, ReLU, leaky ReLU and their (sub)gradients "
@@ -70,6 +70,7 @@ class Config:
     depth: int = 10
 
     def __post_init__(self):
+        check_config(self)
         if not self.x_max > 0:
             raise ValueError(f"x_max must be > 0, got {self.x_max}")
         if self.points < 3 or self.points % 2 == 0:

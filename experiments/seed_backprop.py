@@ -35,7 +35,7 @@ from typing import Dict, List, Sequence, Tuple
 
 import torch
 
-from .common import claim, save_figure
+from .common import check_config, claim, save_figure
 
 NAME = "seed-backprop"
 DESCRIPTION = ("Eqs. 4-10: closed-form backprop of y = W3 W2 W1 x equals autograd; learning "
@@ -70,6 +70,7 @@ class Config:
     learning_rates: Tuple[float, float, float] = (1e-5, 0.1, 1.0)
 
     def __post_init__(self):
+        check_config(self)
         if len(self.sizes) != 4 or any(int(n) < 1 for n in self.sizes):
             raise ValueError(f"sizes must be four positive ints, got {self.sizes}")
         if self.samples < 1 or self.steps < 1:

@@ -40,7 +40,7 @@ from typing import List, Sequence, Tuple, Union
 
 import torch
 
-from .common import claim, save_figure
+from .common import check_config, claim, save_figure
 
 NAME = "seed-decision-tree"
 DESCRIPTION = ("Fig. 3: a decision tree as a one-layer network (max error ~0.7) and as a "
@@ -81,6 +81,7 @@ class Config:
     sweep: Tuple[float, ...] = tuple(round(0.1 + 0.05 * i, 2) for i in range(17))
 
     def __post_init__(self):
+        check_config(self)
         for name in ("root_threshold", "left_threshold", "right_threshold"):
             t = getattr(self, name)
             if not 0.0 < t < 1.0:

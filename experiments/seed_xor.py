@@ -27,7 +27,7 @@ from typing import Dict, Sequence, Tuple
 import torch
 from torch import nn
 
-from .common import claim, mean_std, save_figure
+from .common import check_config, claim, mean_std, save_figure
 
 NAME = "seed-xor"
 DESCRIPTION = "Fig. 2: one neuron cannot solve XOR, a two-layer network can (decision regions)"
@@ -68,9 +68,7 @@ class Config:
     grid: int = 200
 
     def __post_init__(self):
-        for name in ("points_per_corner", "hidden", "steps", "grid"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        check_config(self)
         if not self.noise_std >= 0:
             raise ValueError(f"noise_std must be >= 0, got {self.noise_std}")
         if not self.lr > 0:

@@ -51,10 +51,9 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from operators._checks import integer
 
-from .common import (claim, fit_summary, load_cache, mean_std, save_figure, write_bytes_atomic,
-                     write_json_atomic)
+from .common import (check_config, claim, fit_summary, load_cache, mean_std, save_figure,
+                     write_bytes_atomic, write_json_atomic)
 
 NAME = "sparse-view"
 DESCRIPTION = ("Sparse-view CT (30 views, 5% noise ellipses): FBP, TV, U-Net, VN, LPD trained on "
@@ -149,15 +148,22 @@ class Config:
     data_workers: int = 8
 
     def __post_init__(self):
+        check_config(self)
         bad = [m for m in self.methods if m not in METHODS]
         if bad or not self.methods:
             raise ValueError(f"methods must be a non-empty subset of {METHODS}, got "
                              f"{self.methods!r}")
-        for name in ("size", "views", "train_size", "val_size", "test_size", "tv_iterations",
-                     "tv_val_images", "batch_size", "epochs"):
-            integer(f"Config.{name}", getattr(self, name))
         if not (self.noise >= 0 and math.isfinite(self.noise)):
             raise ValueError(f"Config.noise must be >= 0, got {self.noise!r}")
+        from operators.fbp import FILTERS
+        if not self.fbp_filters or any(f not in FILTERS for f in self.fbp_filters):
+            raise ValueError(f"Config.fbp_filters must be a non-empty subset of {FILTERS}, got "
+                             f"{self.fbp_filters!r}")
+        if not self.fbp_cutoffs or any(not 0 < c <= 1 for c in self.fbp_cutoffs):
+            raise ValueError(f"Config.fbp_cutoffs must be in (0, 1], got {self.fbp_cutoffs!r}")
+        if self.lpd_update_init not in ("xavier", "zero"):
+            raise ValueError(f"Config.lpd_update_init must be 'xavier' or 'zero', got "
+                             f"{self.lpd_update_init!r}")
         if self.lpd_init not in ("zeros", "fbp"):
             raise ValueError(f"Config.lpd_init must be 'zeros' or 'fbp', got {self.lpd_init!r}")
         if not self.tv_lams or any(not lam >= 0 for lam in self.tv_lams):

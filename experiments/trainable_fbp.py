@@ -37,7 +37,7 @@ from typing import Dict, Sequence
 import numpy as np
 import torch
 
-from experiments.common import claim, run_seeds, save_figure
+from experiments.common import check_config, claim, run_seeds, save_figure
 from experiments.learned_filter import ellipse_splits, train_model
 from operators import FanGeometry, ImageGrid, shepp_logan
 from operators.fbp import FBP
@@ -93,6 +93,16 @@ class Config:
     batch_size: int = 16
     lr: float = 1e-2
     learn_filter: bool = False
+
+    def __post_init__(self):
+        check_config(self)
+        if not 1 < self.source_to_isocenter < self.source_to_detector:
+            raise ValueError(f"Config.source_to_isocenter ({self.source_to_isocenter!r}) must "
+                             f"exceed 1 (the image) and be below source_to_detector "
+                             f"({self.source_to_detector!r})")
+        if not 0 < self.limited_arc_deg < 360:
+            raise ValueError(f"Config.limited_arc_deg must be in (0, 360), got "
+                             f"{self.limited_arc_deg!r}")
 
 
 PRESETS = {
