@@ -193,3 +193,102 @@ def test_load_lodopab_hdf5(tmp_path):
         load_lodopab_hdf5(tmp_path / "fake.hdf5")
     with pytest.raises(FileNotFoundError):
         load_lodopab_hdf5(tmp_path / "missing.hdf5")
+
+
+def test_dicom_folder_refuses_two_series(tmp_path):
+    # two series at interleaved z in one folder: refused, naming both UIDs; series= picks one
+    folder = _write_series(tmp_path / "two", [0.0, 1.0, 2.0, 3.0], [1, 2, 3, 4])
+    uids = ["1.2.826.0.1.3680043.8.498.1", "1.2.826.0.1.3680043.8.498.2"]
+    for i in range(4):
+        ds = pydicom.dcmread(folder / f"slice_{i:02d}.dcm")
+        ds.SeriesInstanceUID = uids[i % 2]
+        ds.save_as(folder / f"slice_{i:02d}.dcm")
+    with pytest.raises(ValueError, match=r"2 series.*\.498\.1' \(2 files\).*\.498\.2' \(2 files\)"
+                       r".*series="):
+        load_dicom_folder(folder)
+    vol, spacing = load_dicom_folder(folder, series=uids[1])
+    assert vol[:, 0, 0].tolist() == [1001 - 1024, 1003 - 1024] and spacing[0] == 2.0
+    with pytest.raises(ValueError, match="no slice of series '9.9'"):
+        load_dicom_folder(folder, series="9.9")
+    with pytest.raises(TypeError, match="series"):
+        load_dicom_folder(folder, series=1)
+
+
+def test_lodopab_indices_checked(tmp_path):
+    data = np.arange(5 * 2 * 2, dtype=np.float32).reshape(5, 2, 2)
+    path = tmp_path / "x.hdf5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("data", data=data)
+    first = lambda ind: load_lodopab_hdf5(path, indices=ind)[:, 0, 0].tolist()  # noqa: E731
+    with pytest.raises(TypeError, match="indices"):
+        first([1.7])
+    with pytest.raises(TypeError, match="indices"):
+        first(["a"])
+    with pytest.raises(TypeError, match="indices"):
+        first([True, 2])
+    assert first([True, False, True, False, True]) == [0.0, 8.0, 16.0]  # a mask, not [1, 0, ...]
+    with pytest.raises(ValueError, match="one entry per sample"):
+        first([True, False])
+    assert first(slice(None, None, -1)) == [16.0, 12.0, 8.0, 4.0, 0.0]
+    assert first(slice(3, 0, -2)) == [12.0, 4.0]
+    assert first([np.int64(-1), 0]) == [16.0, 0.0]
+    with pytest.raises(ValueError, match=r"x\.hdf5.*out of range"):
+        first([9])
+    with pytest.raises(ValueError, match="step cannot be zero"):
+        first(slice(None, None, 0))
+
+
+def test_load_npy_directory(tmp_path):
+    with pytest.raises(IsADirectoryError, match="is a directory"):
+        load_npy(tmp_path)
+
+
+def test_rescale_slope_zero_refused(tmp_path):
+    folder = tmp_path / "zero"
+    folder.mkdir()
+    ds = pydicom.dcmread(ct_small_path())
+    ds.RescaleSlope = 0
+    ds.save_as(folder / "z.dcm")
+    with pytest.raises(ValueError, match=r"z\.dcm.*RescaleSlope is 0"):
+        read_dicom_slice(folder / "z.dcm")
+    with pytest.raises(ValueError, match="RescaleSlope is 0"):  # not skipped as a non-image
+        load_dicom_folder(folder, strict=False)
+
+
+def test_non_finite_values_refused(tmp_path):
+    arr = np.ones((2, 3, 3))
+    arr[0, 0, 0] = np.nan
+    np.save(tmp_path / "nan.npy", arr.astype(np.float32))
+    with pytest.raises(ValueError, match=r"nan\.npy.*1 of 18 values are not finite"):
+        load_npy(tmp_path / "nan.npy")
+    arr[0, 0, 0] = 1e300  # finite in float64, inf in float32
+    np.save(tmp_path / "big.npy", arr)
+    with pytest.raises(ValueError, match=r"big\.npy.*1 of 18.*float32 range"):
+        load_npy(tmp_path / "big.npy")
+    with h5py.File(tmp_path / "inf.hdf5", "w") as f:
+        f.create_dataset("data", data=arr)
+    with pytest.raises(ValueError, match=r"inf\.hdf5.*not finite"):
+        load_lodopab_hdf5(tmp_path / "inf.hdf5")
+    assert load_lodopab_hdf5(tmp_path / "inf.hdf5", indices=[1]).shape == (1, 3, 3)
+    ds = pydicom.dcmread(ct_small_path())
+    ds.RescaleSlope = "1e38"  # overflows float32
+    ds.save_as(tmp_path / "huge.dcm")
+    with pytest.raises(ValueError, match=r"huge\.dcm.*not finite"):
+        read_dicom_slice(tmp_path / "huge.dcm")
+
+
+def test_dicom_without_file_header_needs_force(tmp_path):
+    from pydicom.filebase import DicomFileLike
+    from pydicom.filewriter import write_dataset
+
+    ds = pydicom.dcmread(ct_small_path())
+    fp = DicomFileLike(open(tmp_path / "nometa.dcm", "wb"))
+    fp.is_little_endian, fp.is_implicit_VR = True, False
+    write_dataset(fp, ds)  # no preamble, no "DICM", no file meta
+    fp.close()
+    with pytest.raises(ValueError, match="not a readable DICOM file.*pass force=True"):
+        read_dicom_slice(tmp_path / "nometa.dcm")
+    s = read_dicom_slice(tmp_path / "nometa.dcm", force=True)
+    assert np.array_equal(s.hu, read_dicom_slice(ct_small_path()).hu)
+    vol, _ = load_dicom_folder(tmp_path, force=True)
+    assert vol.shape == (1, 128, 128)
