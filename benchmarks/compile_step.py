@@ -70,14 +70,46 @@ def time_steps(model, step_model, x, y, repeats: int, warmup: int, device):
     return first, best, first_out
 
 
+def _int_at_least(low: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(
+                f"must be a positive integer, got {value}" if low == 1
+                else f"must be an integer >= {low}, got {value}")
+        return value
+    return parse
+
+
+def _device(text: str) -> str:
+    """An argparse ``type``: ``cpu``, or ``cuda[:N]`` where that device exists."""
+    try:
+        device = torch.device(text)
+    except (RuntimeError, ValueError):
+        raise argparse.ArgumentTypeError(f"invalid device {text!r} (cpu or cuda)") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise argparse.ArgumentTypeError(
+                f"no CUDA device here (torch {torch.__version__})")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise argparse.ArgumentTypeError(
+                f"{text}: only {torch.cuda.device_count()} CUDA device(s) here")
+    elif device.type != "cpu":
+        raise argparse.ArgumentTypeError(f"invalid device {text!r} (cpu or cuda)")
+    return text
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--device", default="cpu", type=_device, help="cpu or cuda[:N]")
     ap.add_argument("--mode", default="default", choices=["default", "reduce-overhead",
                                                           "max-autotune"])
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--threads", type=_int_at_least(1), default=2)
+    ap.add_argument("--repeats", type=_int_at_least(1), default=5)
+    ap.add_argument("--warmup", type=_int_at_least(0), default=2)
     args = ap.parse_args(argv)
     warnings.filterwarnings("ignore")
     torch.set_num_threads(args.threads)

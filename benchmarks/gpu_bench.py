@@ -49,7 +49,23 @@ from typing import Callable, List, Optional
 REPO = Path(__file__).resolve().parents[1]
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
+#: The parser of the last :func:`parse_args` (``main`` reports unknown case and variant
+#: names through it, once the names are defined).
+_PARSER: Optional[argparse.ArgumentParser] = None
+
+
 def parse_args(argv=None):
+    global _PARSER
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", type=Path, required=True, help="output directory")
     p.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
@@ -57,7 +73,7 @@ def parse_args(argv=None):
     p.add_argument("--dry-run", action="store_true", help="same as --device cpu --tiny")
     p.add_argument("--cases", default="", help="comma-separated subset of case names")
     p.add_argument("--variants", default="", help="comma-separated subset of variant names")
-    p.add_argument("--reps", type=int, default=10, help="timed repetitions (median)")
+    p.add_argument("--reps", type=_positive_int, default=10, help="timed repetitions (median)")
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--slow-ms", type=float, default=100.0,
                    help="variants slower than this per call get 3 repetitions")
@@ -68,7 +84,22 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     if args.dry_run:
         args.device, args.tiny = "cpu", True
+    _PARSER = p
     return args
+
+
+def _subset(flag: str, text: str, valid: List[str], where: str = "") -> set:
+    """The names of the comma-separated ``text``; an argparse error (exit 2) naming the valid
+    choices when one is not among ``valid``."""
+    names = [n for n in text.split(",") if n]
+    unknown = [n for n in names if n not in valid]
+    if unknown or not names:
+        parser = _PARSER or argparse.ArgumentParser(prog=Path(__file__).name)
+        what = (f"unknown name(s) {', '.join(map(repr, unknown))}" if unknown
+                else "no name given")
+        parser.error(f"argument {flag}: {what}{where} (choose from "
+                     f"{', '.join(map(repr, valid))})")
+    return set(names)
 
 
 ARGS = parse_args() if __name__ == "__main__" else None
@@ -704,16 +735,35 @@ def _git_commit() -> str:
         return "unknown (no git checkout)"
 
 
-def environment(dev) -> dict:
+#: Distribution name -> module the run imports, for the packages the environment line reports.
+_REPORTED = {"triton": "triton", "torchtomo": "torchtomo", "deepinv": "deepinv",
+             "diffct": "diffct", "numba-cuda": "numba.cuda", "numba": "numba"}
+
+
+def package_version(pkg: str, module: str) -> str:
+    """The installed version of distribution ``pkg``; "absent" when it is not installed, and
+    "not importable (<reason>)" when it is but ``module`` fails to import (a peer whose import
+    fails does not run, whatever its metadata says)."""
+    import importlib
     from importlib import metadata
+    try:
+        version = metadata.version(pkg)
+    except Exception:  # noqa: BLE001 - PackageNotFoundError, or broken metadata
+        return "absent"
+    try:
+        importlib.import_module(module)
+    except (Exception, SystemExit) as exc:  # noqa: BLE001 - a broken install raises anything
+        reason = " ".join(f"{type(exc).__name__}: {exc}".split())
+        return f"not importable ({reason[:200]})"
+    return version
+
+
+def environment(dev) -> dict:
     env = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
            "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
            "torch": torch.__version__, "cuda": torch.version.cuda, "numpy": np.__version__}
-    for pkg in ("triton", "torchtomo", "deepinv", "diffct", "numba-cuda", "numba"):
-        try:
-            env[pkg] = metadata.version(pkg)
-        except Exception:
-            env[pkg] = "absent"
+    for pkg, module in _REPORTED.items():
+        env[pkg] = package_version(pkg, module)
     if dev.type == "cuda":
         props = torch.cuda.get_device_properties(dev)
         env["sms"] = props.multi_processor_count
@@ -728,16 +778,17 @@ def main(args) -> int:
     if dev.type == "cuda" and not torch.cuda.is_available():
         print("no CUDA device: use --device cpu --tiny for a dry run", file=sys.stderr)
         return 2
-    env = environment(dev)
-    print("environment:", json.dumps(env), flush=True)
     cases = TINY_CASES if args.tiny else FULL_CASES
     if args.cases:
-        wanted = set(args.cases.split(","))
+        wanted = _subset("--cases", args.cases, [c.name for c in cases],
+                         " in the tiny cases" if args.tiny else "")
         cases = [c for c in cases if c.name in wanted]
     variants = VARIANTS
     if args.variants:
-        wanted = set(args.variants.split(","))
+        wanted = _subset("--variants", args.variants, [v.name for v in variants])
         variants = [v for v in variants if v.name in wanted]
+    env = environment(dev)
+    print("environment:", json.dumps(env), flush=True)
     roof = roofline(dev, args.clock_ghz)
     rows: List[Row] = []
     start = time.perf_counter()

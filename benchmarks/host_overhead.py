@@ -58,11 +58,24 @@ def per_call_us(fn, calls: int, repeats: int) -> float:
     return statistics.median(times)
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--calls", type=int, default=2000)
-    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--calls", type=_positive_int, default=2000, help="calls per timed run")
+    p.add_argument("--repeats", type=_positive_int, default=5,
+                   help="timed runs (the median is printed)")
     args = p.parse_args(argv)
+    from _triton_check import require_triton
+    require_triton("host_overhead.py")  # exits 2 with a one-line message without Triton
     torch.set_num_threads(1)
     _stub_kernels()
     grid = op.ImageGrid(shape=(8, 8), spacing=(1.0, 1.0))

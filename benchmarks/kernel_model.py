@@ -362,15 +362,50 @@ def model(case: Case, version: str, cfg: KernelConfig, card: Card, dtype=torch.f
     return out
 
 
+#: Every version :func:`configs` knows ("v4x8" only where the batch has 32 or more images).
+VERSIONS = ("v1", "v3", "v4", "v4x8")
+
+
+def _names(valid, what):
+    """An argparse ``type``: a comma-separated list of names from ``valid``."""
+    def parse(text: str) -> list:
+        names = [n for n in text.split(",") if n]
+        unknown = [n for n in names if n not in valid]
+        if unknown:
+            raise argparse.ArgumentTypeError(
+                f"unknown {what} {', '.join(map(repr, unknown))} (choose from {', '.join(valid)})")
+        if not names:
+            raise argparse.ArgumentTypeError(f"no {what} given (choose from {', '.join(valid)})")
+        return names
+    return parse
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid float value: {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--cases", default=",".join(CASES), help="comma-separated case names")
-    p.add_argument("--configs", default="v1,v3,v4", help="comma-separated versions")
-    p.add_argument("--l2-tbs", type=float, default=Card.l2_tbs)
+    p.add_argument("--cases", type=_names(list(CASES), "case"), default=",".join(CASES),
+                   help="comma-separated case names")
+    p.add_argument("--configs", type=_names(VERSIONS, "version"), default="v1,v3,v4",
+                   help="comma-separated versions")
+    p.add_argument("--l2-tbs", type=_positive_float, default=Card.l2_tbs,
+                   help="L2 -> SM bandwidth, TB/s")
     args = p.parse_args(argv)
+    names, versions = args.cases, args.configs
+    if not any(v in configs(CASES[n][0].batch) for n in names for v in versions):
+        p.error(f"argument --configs: {','.join(versions)} applies to none of the cases "
+                f"{','.join(names)} (v4x8 needs a batch of 32 or more)")
+    from _triton_check import require_triton
+    require_triton("kernel_model.py", nvidia=True)  # the loop bodies are compiled for sm_90
     card = Card(l2_tbs=args.l2_tbs)
-    names = [c for c in args.cases.split(",") if c]
-    versions = [v for v in args.configs.split(",") if v]
     rows, ratios = [], {"forward": [], "adjoint": []}
     for name in names:
         case, measured = CASES[name]

@@ -22,6 +22,7 @@ ship it); no GPU.
 
 from __future__ import annotations
 
+import argparse
 import re
 import subprocess
 import sys
@@ -29,6 +30,19 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        epilog="Prints a markdown table on stdout (a few minutes: every launch is compiled).")
+    return ap.parse_args(argv)
+
+
+if __name__ == "__main__":  # --help and a missing Triton answered before the imports below
+    parse_args()
+    from _triton_check import require_triton
+    require_triton("kernel_static.py", nvidia=True)
 
 import torch  # noqa: E402
 import triton.language as tl  # noqa: E402
@@ -308,11 +322,12 @@ def v1_as_run_rows(commit: str = V1_COMMIT, batches=(8, 32)):
                f"{cfg.b_block}/{cfg.group}"] + _cells(fwd, adj, cfg)
 
 
-def main() -> int:
+def main(argv=None) -> int:
     """Print the table. "v1 as run" is the source that ran on the H200 (needs a git checkout);
     "v1 launch" is v1's tiles, masks and candidate count compiled from the current code (its
     arithmetic is the current one); "v3" v3's launch (``KernelConfig.v3``); "default (v4)" is
     what the backend launches."""
+    parse_args(argv)
     head = ["dtype", "batch", "config", "layout", "b_block/group"] + [
         f"{k} {m}" for k in ("fwd", "adj")
         for m in ("regs", "barriers", "shared", "f64", "instr", "instr/image")] + [

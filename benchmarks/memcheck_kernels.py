@@ -52,6 +52,8 @@ def main(argv=None) -> int:
     import torch
     if not torch.cuda.is_available():
         os.environ.setdefault("TRITON_INTERPRET", "1")
+    from _triton_check import require_triton
+    require_triton("memcheck_kernels.py")  # exits 2 with a one-line message without Triton
     import registry
 
     import operators as op

@@ -49,27 +49,80 @@ print(json.dumps({{"direction": direction, "backend": a.backend_name(torch.devic
 """
 
 
+#: ``operators.backends.BACKENDS`` (not imported here: the parent stays light).
+BACKENDS = ("auto", "sparse", "torch", "triton", "torch-radon")
+
+
+class MeasurementFailed(RuntimeError):
+    """A measuring subprocess exited with an error (its stderr's last lines in the message)."""
+
+
 def measure(size, views, batch, backend, direction, device):
     code = _CHILD.format(root=str(ROOT), args=(size, views, batch, backend, direction, device))
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    if res.returncode != 0:
+        how = (f"killed by signal {-res.returncode}" if res.returncode < 0
+               else f"exit status {res.returncode}")
+        tail = [ln for ln in res.stderr.strip().splitlines() if ln.strip()][-5:]
+        raise MeasurementFailed(f"the {direction} measurement failed ({how})"
+                                + (":\n" + "\n".join("    " + ln for ln in tail) if tail
+                                   else " with nothing on stderr"))
     return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
+def _check_runs_here(ap, backend: str, device: str) -> None:
+    """Refuse (argparse error, exit 2) a device or backend this machine cannot run, on a tiny
+    problem, before any measurement starts."""
+    import warnings
+
+    import torch
+    if device == "cuda" and not torch.cuda.is_available():
+        ap.error(f"argument --device: no CUDA device here (torch {torch.__version__})")
+    if backend == "auto":
+        return
+    sys.path.insert(0, str(ROOT))
+    from operators import ImageGrid, ParallelGeometry, XRayTransform
+    from operators.backends import BackendUnavailableError
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            a = XRayTransform(ImageGrid(shape=(4, 4)), ParallelGeometry.full_scan(2, 7, 1.0),
+                              backend=backend)
+            a._backend_for(torch.device(device))
+    except (BackendUnavailableError, ImportError) as exc:
+        ap.error(f"argument --backend: {' '.join(str(exc).split())}")
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--size", type=int, default=512)
-    ap.add_argument("--views", type=int, default=720)
-    ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--backend", default="auto")
-    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--size", type=_positive_int, default=512, help="image side (pixels)")
+    ap.add_argument("--views", type=_positive_int, default=720)
+    ap.add_argument("--batch", type=_positive_int, default=8)
+    ap.add_argument("--backend", default="auto", choices=BACKENDS)
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     args = ap.parse_args(argv)
+    _check_runs_here(ap, args.backend, args.device)
     print(f"# peak memory, {args.size}x{args.size}, {args.views} views, batch {args.batch}, "
           f"float32, device {args.device}\n")
     print("| direction | backend | seconds | output MiB | peak above inputs MiB |")
     print("|---|---|---|---|---|")
     rows = []
     for direction in ("forward", "adjoint"):
-        r = measure(args.size, args.views, args.batch, args.backend, direction, args.device)
+        try:
+            r = measure(args.size, args.views, args.batch, args.backend, direction, args.device)
+        except MeasurementFailed as exc:
+            print(f"memory.py: {exc}", file=sys.stderr)
+            sys.exit(1)
         rows.append(r)
         print(f"| {direction} | {r['backend']} | {r['seconds']:.1f} | "
               f"{r['output_bytes'] / 2**20:.0f} | {r['peak_extra_bytes'] / 2**20:.0f} |")

@@ -27,6 +27,8 @@ def main(launch: str) -> int:
     import torch
     if not torch.cuda.is_available():
         os.environ.setdefault("TRITON_INTERPRET", "1")
+    from _triton_check import require_triton
+    require_triton("racecheck_batch8.py")  # exits 2 with a one-line message without Triton
     import operators as op
     from operators.backends.reference import ReferenceBackend
     from operators.backends.triton_backend import KernelConfig, TritonBackend
