@@ -198,14 +198,8 @@ def fmt(v: Optional[float], unit: str = "ms") -> str:
     return f"{v:.0e}"
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
-    return value
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the scripts' shared helpers
+from _arguments import positive_int  # noqa: E402
 
 
 #: What ``--skip`` accepts: the peers, and ``torch`` (our matrix-free backend's row).
@@ -214,9 +208,9 @@ SKIPPABLE = ("astra", "skimage", "torchtomo", "deepinv", "torch")
 
 def main(argv=None) -> Dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--threads", type=_positive_int, default=2)
-    ap.add_argument("--repeats", type=_positive_int, default=3)
-    ap.add_argument("--batches", type=_positive_int, nargs="+", default=[1, 8])
+    ap.add_argument("--threads", type=positive_int, default=2)
+    ap.add_argument("--repeats", type=positive_int, default=3)
+    ap.add_argument("--batches", type=positive_int, nargs="+", default=[1, 8])
     ap.add_argument("--skip", nargs="*", default=[], choices=SKIPPABLE,
                     metavar="PEER", help="peers to skip: " + " ".join(SKIPPABLE))
     ap.add_argument("--json", type=Path, default=None)

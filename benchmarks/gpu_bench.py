@@ -49,14 +49,8 @@ from typing import Callable, List, Optional
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
-    return value
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the scripts' shared helpers
+from _arguments import positive_int  # noqa: E402
 
 
 #: The parser of the last :func:`parse_args` (``main`` reports unknown case and variant
@@ -73,7 +67,7 @@ def parse_args(argv=None):
     p.add_argument("--dry-run", action="store_true", help="same as --device cpu --tiny")
     p.add_argument("--cases", default="", help="comma-separated subset of case names")
     p.add_argument("--variants", default="", help="comma-separated subset of variant names")
-    p.add_argument("--reps", type=_positive_int, default=10, help="timed repetitions (median)")
+    p.add_argument("--reps", type=positive_int, default=10, help="timed repetitions (median)")
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--slow-ms", type=float, default=100.0,
                    help="variants slower than this per call get 3 repetitions")

@@ -58,20 +58,14 @@ def per_call_us(fn, calls: int, repeats: int) -> float:
     return statistics.median(times)
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
-    return value
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the scripts' shared helpers
+from _arguments import positive_int  # noqa: E402
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--calls", type=_positive_int, default=2000, help="calls per timed run")
-    p.add_argument("--repeats", type=_positive_int, default=5,
+    p.add_argument("--calls", type=positive_int, default=2000, help="calls per timed run")
+    p.add_argument("--repeats", type=positive_int, default=5,
                    help="timed runs (the median is printed)")
     args = p.parse_args(argv)
     from _triton_check import require_triton

@@ -70,14 +70,8 @@ def measure(size, views, batch, backend, direction, device):
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
-    return value
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the scripts' shared helpers
+from _arguments import positive_int  # noqa: E402
 
 
 def _check_runs_here(ap, backend: str, device: str) -> None:
@@ -105,9 +99,9 @@ def _check_runs_here(ap, backend: str, device: str) -> None:
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--size", type=_positive_int, default=512, help="image side (pixels)")
-    ap.add_argument("--views", type=_positive_int, default=720)
-    ap.add_argument("--batch", type=_positive_int, default=8)
+    ap.add_argument("--size", type=positive_int, default=512, help="image side (pixels)")
+    ap.add_argument("--views", type=positive_int, default=720)
+    ap.add_argument("--batch", type=positive_int, default=8)
     ap.add_argument("--backend", default="auto", choices=BACKENDS)
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     args = ap.parse_args(argv)
