@@ -65,6 +65,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from operators.fbp import FILTERS
 from recon.data.units import MU_WATER
 
 from . import limited_angle_measures as measures
@@ -196,7 +197,6 @@ class Config:
             raise ValueError(f"Config.air_margin_mm must be >= 0, got {self.air_margin_mm!r}")
         if not self.lesions:
             raise ValueError("Config.lesions must name at least one (diameter_mm, contrast_hu)")
-        from operators.fbp import FILTERS
         if self.fbp_filter not in FILTERS:
             raise ValueError(f"Config.fbp_filter must be one of {FILTERS}, got "
                              f"{self.fbp_filter!r}")

@@ -53,7 +53,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
-from recon.training.atomic import probe_writable
+from recon.training.atomic import probe_writable, remove_stale_temporaries_in
 
 from . import registry
 from .common import read_json, to_jsonable, write_json_atomic
@@ -290,20 +290,6 @@ def _previous_attempts(stored: Optional[Mapping[str, Any]]) -> List[Dict[str, An
     return earlier + [{k: stored.get(k) for k in _ATTEMPT_FIELDS if k in stored}]
 
 
-def _remove_stale_temporaries(folder: Path) -> int:
-    """Delete the ``.NAME.*.tmp`` files of atomic writes killed before their rename, anywhere
-    in the run folder (the run that starts here is the only writer)."""
-    n = 0
-    for tmp in folder.rglob(".*.tmp"):
-        try:
-            if tmp.is_file():
-                tmp.unlink()
-                n += 1
-        except OSError:
-            pass
-    return n
-
-
 def _describe_difference(stored: Mapping[str, Any], identity: Mapping[str, Any]) -> str:
     """What differs between a stored run and the one asked for, in words."""
     def describe(run):
@@ -458,7 +444,7 @@ def run_experiment(name: str, out: Any, *, preset: str = DEFAULT_PRESET, device:
     _check_writable(folder)
     if metrics_path.exists():  # stale metrics of another config, from a folder not ours
         metrics_path.unlink()
-    stale = _remove_stale_temporaries(folder)
+    stale = remove_stale_temporaries_in(folder)  # the run that starts here is the only writer
     if stale:
         log.info("%s: removed %d temporary file(s) of an interrupted write", entry.name, stale)
 

@@ -51,6 +51,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from operators.fbp import FILTERS
 
 from .common import (check_config, claim, fit_summary, load_cache, mean_std, save_figure,
                      write_bytes_atomic, write_json_atomic)
@@ -155,7 +156,6 @@ class Config:
                              f"{self.methods!r}")
         if not (self.noise >= 0 and math.isfinite(self.noise)):
             raise ValueError(f"Config.noise must be >= 0, got {self.noise!r}")
-        from operators.fbp import FILTERS
         if not self.fbp_filters or any(f not in FILTERS for f in self.fbp_filters):
             raise ValueError(f"Config.fbp_filters must be a non-empty subset of {FILTERS}, got "
                              f"{self.fbp_filters!r}")

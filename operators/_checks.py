@@ -42,9 +42,8 @@ def real(name: str, value, *, positive: bool = False, nonnegative: bool = False,
     """
     if value is None and optional:
         return None
-    if tensor and _is_real_scalar_tensor(value):
-        value = float(value)
-    elif isinstance(value, bool) or not isinstance(value, numbers.Real):
+    if not (tensor and _is_real_scalar_tensor(value)) \
+            and (isinstance(value, bool) or not isinstance(value, numbers.Real)):
         raise TypeError(f"{name} must be a real number{' or None' if optional else ''}, "
                         f"got {type(value).__name__}")
     value = float(value)

@@ -10,7 +10,8 @@ import tempfile
 from pathlib import Path
 from typing import IO, Callable, Union
 
-__all__ = ["write_atomic", "remove_stale_temporaries", "probe_writable"]
+__all__ = ["write_atomic", "remove_stale_temporaries", "remove_stale_temporaries_in",
+           "probe_writable"]
 
 
 def _umask() -> int:
@@ -45,14 +46,26 @@ def write_atomic(path: Union[str, os.PathLike], write: Callable[[IO], None],
 def remove_stale_temporaries(path: Union[str, os.PathLike]) -> int:
     """Delete temporaries ``.NAME.*.tmp`` left next to ``path`` by a killed writer; count them."""
     path = Path(path)
+    if not path.parent.is_dir():
+        return 0
+    return _unlink_files(path.parent.glob(f".{path.name}.*.tmp"))
+
+
+def remove_stale_temporaries_in(folder: Union[str, os.PathLike]) -> int:
+    """Delete the temporaries of every :func:`write_atomic` killed before its rename anywhere
+    below ``folder`` (for a writer that owns the whole folder); count them."""
+    return _unlink_files(Path(folder).rglob(".*.tmp"))
+
+
+def _unlink_files(paths) -> int:
     n = 0
-    if path.parent.is_dir():
-        for tmp in path.parent.glob(f".{path.name}.*.tmp"):
-            try:
+    for tmp in paths:
+        try:
+            if tmp.is_file():
                 tmp.unlink()
                 n += 1
-            except OSError:
-                pass
+        except OSError:
+            pass
     return n
 
 
