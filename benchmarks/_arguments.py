@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 import argparse
+from typing import Callable
 
 
-def positive_int(text: str) -> int:
-    """An ``int`` of at least 1, or argparse's error naming the flag (exit status 2)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
-    return value
+def int_at_least(low: int) -> Callable[[str], int]:
+    """An argparse ``type``: an ``int`` of at least ``low``, or argparse's error naming the flag
+    (exit status 2)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(
+                f"must be a positive integer, got {value}" if low == 1
+                else f"must be an integer >= {low}, got {value}")
+        return value
+    return parse
+
+
+#: An ``int`` of at least 1.
+positive_int = int_at_least(1)

@@ -25,11 +25,14 @@ import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the scripts' shared helpers
 
 import torch  # noqa: E402
 
 from operators import ImageGrid, ParallelGeometry, XRayTransform  # noqa: E402
 from recon.nets import LearnedPrimalDual, VariationalNetwork  # noqa: E402
+
+from _arguments import int_at_least  # noqa: E402
 
 MODELS = {
     "learned primal-dual": lambda A: LearnedPrimalDual(A, n_iter=10, width=32, seed=0),
@@ -70,20 +73,6 @@ def time_steps(model, step_model, x, y, repeats: int, warmup: int, device):
     return first, best, first_out
 
 
-def _int_at_least(low: int):
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(
-                f"must be a positive integer, got {value}" if low == 1
-                else f"must be an integer >= {low}, got {value}")
-        return value
-    return parse
-
-
 def _device(text: str) -> str:
     """An argparse ``type``: ``cpu``, or ``cuda[:N]`` where that device exists."""
     try:
@@ -107,9 +96,9 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default="cpu", type=_device, help="cpu or cuda[:N]")
     ap.add_argument("--mode", default="default", choices=["default", "reduce-overhead",
                                                           "max-autotune"])
-    ap.add_argument("--threads", type=_int_at_least(1), default=2)
-    ap.add_argument("--repeats", type=_int_at_least(1), default=5)
-    ap.add_argument("--warmup", type=_int_at_least(0), default=2)
+    ap.add_argument("--threads", type=int_at_least(1), default=2)
+    ap.add_argument("--repeats", type=int_at_least(1), default=5)
+    ap.add_argument("--warmup", type=int_at_least(0), default=2)
     args = ap.parse_args(argv)
     warnings.filterwarnings("ignore")
     torch.set_num_threads(args.threads)

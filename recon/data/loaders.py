@@ -608,4 +608,4 @@ def load_lodopab_hdf5(path: PathLike, key: str = "data",
                 got = ds[np.sort(idx)]  # h5py needs increasing indices
                 arr = np.empty_like(got)
                 arr[order] = got
-    return _check_array(np.asarray(arr), f"{str(path)!r}[{key!r}]")
+    return _check_array(np.asarray(arr), where)
