@@ -23,13 +23,13 @@ def triton_problem(nvidia: bool = False) -> str:
     a GPU)."""
     if str(REPO) not in sys.path:
         sys.path.insert(0, str(REPO))
-    from operators.backends.triton_backend import MIN_TRITON, _version_tuple
+    from operators.backends.triton_backend import triton_version_problem
     try:
         import triton
     except Exception as exc:  # ImportError, or a broken install
         return f"triton cannot be imported ({type(exc).__name__}: {exc})"
     version = getattr(triton, "__version__", "0")
-    if _version_tuple(version) < MIN_TRITON:
+    if triton_version_problem(version):  # the floor where they will run (interpreter or GPU)
         return f"triton {version} is installed"
     try:
         from operators.backends import triton_kernels  # noqa: F401
@@ -52,8 +52,8 @@ def require_triton(script: str, nvidia: bool = False) -> None:
     """Exit with status 2 and a one-line message on stderr when :func:`triton_problem`."""
     why = triton_problem(nvidia)
     if why:
-        from operators.backends.triton_backend import MIN_TRITON
-        floor = ".".join(map(str, MIN_TRITON))
+        from operators.backends.triton_backend import min_triton
+        floor = ".".join(map(str, min_triton()))
         what = " with its NVIDIA backend" if nvidia else ""
         why = " ".join(why.split())  # one line
         print(f"{script} needs Triton >= {floor}{what} (pip install triton=={TESTED_TRITON}): "

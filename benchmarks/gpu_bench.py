@@ -311,6 +311,10 @@ def diffct_variant(case, dev):
     # loops in Python too), so we loop over the batch. Image centred, pixel pitch voxel_spacing;
     # detector bin i at (i + 1/2 - dets/2) * det_spacing along det_u, flat, centred. Parallel:
     # angles k pi / views; fan: source at sid, flat detector at sdd, angles 2 k pi / views.
+    if not hasattr(np, "row_stack"):
+        # numba-cuda (diffct's kernels) still imports numpy.row_stack, an alias of vstack that
+        # NumPy 2.5 removed (diffct asks for numpy<2.5; the GPU machine has 2.5).
+        np.row_stack = np.vstack
     import diffct
     n, dets, du, vox = case.n, int(case.dets), float(case.det_spacing), 1.0
     if case.fan:

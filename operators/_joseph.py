@@ -171,7 +171,7 @@ def ray_chunks(table: torch.Tensor, grid: ImageGrid, max_entries: int):
     first, count = step_ranges(table, grid)
     order = torch.argsort(count, stable=True)
     counts = count[order]
-    start = int(torch.searchsorted(counts, torch.ones((), dtype=counts.dtype)))
+    start = int(torch.searchsorted(counts, 1))
     n = counts.numel()
     while start < n:
         longest_guess = int(counts[min(n - 1, start)])

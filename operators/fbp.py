@@ -511,12 +511,12 @@ class PixelBackprojection(RegisteredOperator):
         j0, frac, weight = _pixel_backprojection_coefficients(
             self.grid, self.geometry, pixels, self.geometry.angular_weights())
         n = self.geometry.detector_count
-        views = torch.arange(self.geometry.views)[None, :]
+        views = torch.arange(self.geometry.views, device=pixels.device)[None, :]
         cols = torch.stack([views * n + j0, views * n + j0 + 1], dim=-1)  # (P, V, 2)
         vals = torch.stack([(1 - frac) * weight, frac * weight], dim=-1)
         ok = torch.stack([(j0 >= 0) & (j0 < n), (j0 + 1 >= 0) & (j0 + 1 < n)], dim=-1)
-        vals = torch.where(ok, vals, torch.zeros((), dtype=vals.dtype))
-        cols = torch.where(ok, cols, torch.zeros((), dtype=cols.dtype))
+        vals = torch.where(ok, vals, torch.zeros((), dtype=vals.dtype, device=vals.device))
+        cols = torch.where(ok, cols, torch.zeros((), dtype=cols.dtype, device=cols.device))
         return cols.reshape(pixels.numel(), -1), vals.reshape(pixels.numel(), -1)
 
     def _matrices(self, dtype, device):
@@ -527,7 +527,7 @@ class PixelBackprojection(RegisteredOperator):
             step = max(1, (1 << 23) // (2 * self.geometry.views))
             counts, cols, vals = [], [], []
             for start in range(0, n_pix, step):
-                c, v = self._entries(torch.arange(start, min(n_pix, start + step)))
+                c, v = self._entries(torch.arange(start, min(n_pix, start + step), device="cpu"))
                 keep = v != 0
                 counts.append(keep.sum(1))
                 cols.append(c[keep])
@@ -541,7 +541,7 @@ class PixelBackprojection(RegisteredOperator):
         n_pix = self.grid.shape[0] * self.grid.shape[1]
         step = max(1, (1 << 22) // (2 * self.geometry.views * max(1, batch)))
         for start in range(0, n_pix, step):
-            c, v = self._entries(torch.arange(start, min(n_pix, start + step)))
+            c, v = self._entries(torch.arange(start, min(n_pix, start + step), device="cpu"))
             yield start, c.to(device), v.to(device=device, dtype=dtype)
 
     def _raw_forward(self, q: torch.Tensor) -> torch.Tensor:

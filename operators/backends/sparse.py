@@ -45,7 +45,8 @@ class MatrixCache(dict):
 def _csr(crow, col, val, size) -> torch.Tensor:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*[Ss]parse.*")
-        return torch.sparse_csr_tensor(crow, col, val, size=size, check_invariants=False)
+        return torch.sparse_csr_tensor(crow, col, val, size=size, device=crow.device,
+                                       check_invariants=False)
 
 
 def _build(table: torch.Tensor, grid: ImageGrid, dtype: torch.dtype,
@@ -59,7 +60,7 @@ def _build(table: torch.Tensor, grid: ImageGrid, dtype: torch.dtype,
     # released as they are placed; the transpose allocates only its result, so the build peaks
     # at about 1.1x the finished pair (benchmarks/memory.py --backend sparse).
     col_dtype = torch.int32 if n_pix < 2**31 - 1 else torch.int64
-    counts = torch.zeros(n_rays, dtype=torch.int64)
+    counts = torch.zeros(n_rays, dtype=torch.int64, device="cpu")
     pieces = []
     for rays, first, n_k in ray_chunks(flat_table, grid, _BUILD_CHUNK_ENTRIES):
         index, weight = joseph_coefficients(flat_table[:, rays], grid, torch.float64, first, n_k)
@@ -70,18 +71,18 @@ def _build(table: torch.Tensor, grid: ImageGrid, dtype: torch.dtype,
         del index, weight, keep
     # Each chunk lists its rays' non-zeros ray after ray (rays were visited by length): move
     # every ray's run to its row of the matrix.
-    crow = torch.zeros(n_rays + 1, dtype=torch.int64)
+    crow = torch.zeros(n_rays + 1, dtype=torch.int64, device="cpu")
     torch.cumsum(counts, 0, out=crow[1:])
     nnz = int(crow[-1])
-    col = torch.empty(nnz, dtype=col_dtype)
-    val = torch.empty(nnz, dtype=dtype)
+    col = torch.empty(nnz, dtype=col_dtype, device="cpu")
+    val = torch.empty(nnz, dtype=dtype, device="cpu")
     pieces.reverse()
     while pieces:
         rays, per_ray, c, w = pieces.pop()
         run_start = torch.cumsum(per_ray, 0) - per_ray
         pos = torch.repeat_interleave(crow[rays] - run_start, per_ray,
                                       output_size=c.numel())
-        pos += torch.arange(c.numel())
+        pos += torch.arange(c.numel(), device="cpu")
         col[pos] = c
         val[pos] = w
         del rays, per_ray, c, w, run_start, pos
@@ -98,7 +99,7 @@ def csr_pair(counts: torch.Tensor, col: torch.Tensor, val: torch.Tensor, shape: 
     n_rows, n_cols = shape
     nnz = col.numel()
     index_dtype = torch.int32 if max(nnz, n_rows, n_cols) < 2**31 - 1 else torch.int64
-    crow = torch.zeros(n_rows + 1, dtype=index_dtype)
+    crow = torch.zeros(n_rows + 1, dtype=index_dtype, device="cpu")
     torch.cumsum(counts, 0, out=crow[1:])
     col = col.to(index_dtype)
     a = _csr(crow, col, val, (n_rows, n_cols))

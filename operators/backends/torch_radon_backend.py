@@ -151,8 +151,8 @@ class TorchRadonBackend:
         so that a mirrored angle, a reversed detector or a wrong unit shows as a large error."""
         h, w = self.grid.shape
         dy, dx = self.grid.spacing
-        y = ((h - 1) / 2.0 - torch.arange(h, dtype=torch.float32))[:, None] * dy
-        x = (torch.arange(w, dtype=torch.float32) - (w - 1) / 2.0)[None, :] * dx
+        y = ((h - 1) / 2.0 - torch.arange(h, dtype=torch.float32, device="cpu"))[:, None] * dy
+        x = (torch.arange(w, dtype=torch.float32, device="cpu") - (w - 1) / 2.0)[None, :] * dx
         ry, rx = 0.5 * h * dy, 0.5 * w * dx
         disk = ((x - 0.25 * rx) ** 2 + (y - 0.2 * ry) ** 2) < (0.3 * min(rx, ry)) ** 2
         bar = ((x + 0.45 * rx).abs() < 0.08 * rx) & ((y + 0.3 * ry).abs() < 0.35 * ry)

@@ -43,10 +43,37 @@ SUPPORTED_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 #: kernel (a detector pitch down to about 1/8 pixel); finer pitches take the generic kernel.
 PARALLEL_AFFINE_MAX_CANDIDATES = 16
 
-#: The oldest Triton release the kernels are tested with (its interpreter, in CI). Older ones
-#: fail in the interpreter (3.0-3.1: ``arange``'s arguments; 3.2-3.6: loops over tensor bounds)
-#: and are not tested on a GPU, so the backend reports itself unavailable with them.
-MIN_TRITON = (3, 7)
+#: The oldest Triton release the kernels are tested with in Triton's interpreter
+#: (``TRITON_INTERPRET=1``, CI's CPU runs): older ones fail there (3.0-3.1: ``arange``'s
+#: arguments; 3.2-3.6: loops over tensor-valued bounds).
+MIN_TRITON_INTERPRETER = (3, 7)
+#: The oldest Triton release the kernels are tested with compiled for a GPU: 3.6.0, the release
+#: CUDA builds of torch 2.11 ship, passed the GPU tests and benchmarks on an H200 (v1,
+#: 2026-11-26) and an H100 (v4, 2026-11-27; KERNELS.md). Older ones are untested there.
+MIN_TRITON_COMPILED = (3, 6)
+
+
+def min_triton(interpreting: Optional[bool] = None) -> Tuple[int, ...]:
+    """The oldest supported Triton release, ``(major, minor)``: :data:`MIN_TRITON_INTERPRETER`
+    when the kernels run in Triton's interpreter (``interpreting``; by default read from
+    ``TRITON_INTERPRET``), else :data:`MIN_TRITON_COMPILED`."""
+    if interpreting is None:
+        interpreting = _interpreting()
+    return MIN_TRITON_INTERPRETER if interpreting else MIN_TRITON_COMPILED
+
+
+def triton_version_problem(version: str, interpreting: Optional[bool] = None) -> str:
+    """Why Triton ``version`` cannot run the kernels (``""`` when it can); see :func:`min_triton`."""
+    if interpreting is None:
+        interpreting = _interpreting()
+    floor = min_triton(interpreting)
+    if _version_tuple(version) >= floor:
+        return ""
+    where = "in Triton's interpreter" if interpreting else "compiled for a GPU"
+    floor_text = ".".join(map(str, floor))
+    return (f"triton {version} is older than {floor_text}, the oldest release these kernels "
+            f"are tested with {where}; `pip install \"triton>={floor_text}\"` (with a matching "
+            "torch), or use backend='torch'")
 
 
 def _version_tuple(version: str) -> Tuple[int, ...]:
@@ -77,12 +104,9 @@ def triton_available() -> Tuple[bool, str]:
     except Exception as exc:  # ImportError, or a broken triton install
         return False, (f"triton cannot be imported ({type(exc).__name__}: {exc}); install it "
                        "with `pip install triton` (CUDA builds of PyTorch ship it)")
-    version = getattr(triton, "__version__", "0")
-    if _version_tuple(version) < MIN_TRITON:
-        floor = ".".join(map(str, MIN_TRITON))
-        return False, (f"triton {version} is older than {floor}, the oldest release these "
-                       f"kernels are tested with; `pip install \"triton>={floor}\"` (with a "
-                       "matching torch), or use backend='torch'")
+    problem = triton_version_problem(getattr(triton, "__version__", "0"))
+    if problem:
+        return False, problem
     try:
         from . import triton_kernels  # noqa: F401
     except Exception as exc:

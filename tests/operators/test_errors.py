@@ -150,17 +150,30 @@ def test_ellipse_validation(kwargs, error, match):
 
 
 def test_a_triton_older_than_the_tested_floor_is_reported(monkeypatch):
-    """CUDA builds of older torch ship older Triton (torch 2.1: triton 2.1), whose interpreter
-    fails on these kernels: the backend says so instead of failing inside a launch."""
+    """CUDA builds of older torch ship older Triton (torch 2.1: triton 2.1): the backend says so
+    instead of failing inside a launch. The floor depends on where the kernels run: Triton
+    3.6.0 (torch 2.11's) runs them compiled on a GPU but not in its interpreter."""
     import sys
     import types
 
-    from operators.backends.triton_backend import MIN_TRITON, triton_available
+    from operators.backends import triton_backend as tb
 
     monkeypatch.setitem(sys.modules, "triton", types.SimpleNamespace(__version__="3.6.0"))
-    ok, why = triton_available()
-    assert not ok and "triton 3.6.0 is older than" in why
-    assert ".".join(map(str, MIN_TRITON)) in why
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    ok, why = tb.triton_available()
+    assert not ok and "triton 3.6.0 is older than 3.7" in why and "interpreter" in why
+
+    monkeypatch.setitem(sys.modules, "triton", types.SimpleNamespace(__version__="3.5.1"))
+    monkeypatch.delenv("TRITON_INTERPRET")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    ok, why = tb.triton_available()
+    assert not ok and "triton 3.5.1 is older than 3.6" in why and "GPU" in why
+
+    assert tb.triton_version_problem("3.6.0", interpreting=False) == ""
+    assert tb.triton_version_problem("3.6.0+git1234", interpreting=True) != ""
+    assert tb.triton_version_problem("3.7.1", interpreting=True) == ""
+    assert tb.min_triton(interpreting=True) == tb.MIN_TRITON_INTERPRETER == (3, 7)
+    assert tb.min_triton(interpreting=False) == tb.MIN_TRITON_COMPILED == (3, 6)
 
 
 def test_a_detector_inside_the_image_warns():

@@ -24,7 +24,10 @@ from pathlib import Path
 import pytest
 import torch
 
-pytest.importorskip("triton", minversion="3.7")  # triton_backend.MIN_TRITON
+if __name__ != "__main__":  # also run as a script: the interpreter worker below
+    from ..triton_floor import skip_unless_triton_runs_the_kernels
+
+    skip_unless_triton_runs_the_kernels(interpreting=not torch.cuda.is_available())
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -210,6 +213,17 @@ def run_checks(device: str) -> dict:
         auto_backend=op.XRayTransform(grid, geom).backend_name(torch.device(device)),
     )
 
+    # A user's torch.set_default_device (here "meta", which holds no data) must not reach the
+    # tensors the backend makes for itself: they follow the data's device.
+    try:
+        with torch.device("meta"):
+            moved = (a(x.detach()), a.T(y))
+        results["default_device"] = dict(
+            error="", devices=sorted({str(t.device) for t in moved}), data=str(x.device))
+    except Exception as exc:
+        results["default_device"] = dict(error=f"{type(exc).__name__}: {exc}", devices=[],
+                                         data=str(x.device))
+
     # Errors name the argument.
     kern = TritonBackend(grid, geom)
     table = a.ray_table
@@ -267,6 +281,11 @@ def test_auto_selection_on_cuda(results):
     assert results["autograd"]["auto_backend"] == expected
     if torch.cuda.is_available():
         assert expected == "triton"
+
+
+def test_the_default_device_does_not_reach_the_kernels(results):
+    r = results["default_device"]
+    assert r["error"] == "" and r["devices"] == [r["data"]], r
 
 
 def test_bad_input_errors_name_the_argument(results):
