@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import tempfile
 import time
@@ -85,7 +86,8 @@ def parse_args(argv=None):
 def _subset(flag: str, text: str, valid: List[str], where: str = "") -> set:
     """The names of the comma-separated ``text``; an argparse error (exit 2) naming the valid
     choices when one is not among ``valid``."""
-    names = [n for n in text.split(",") if n]
+    # Commas inside brackets belong to a name ("ours:triton[v4, tiles 4x32 / 8x16]").
+    names = [n.strip() for n in re.split(r",(?![^\[]*\])", text) if n.strip()]
     unknown = [n for n in names if n not in valid]
     if unknown or not names:
         parser = _PARSER or argparse.ArgumentParser(prog=Path(__file__).name)

@@ -44,6 +44,7 @@ from torch import nn
 from .backends import SPARSE_MEMORY_BUDGET
 from .backends.sparse import MatrixCache, csr_pair
 from ._checks import integer, real
+from ._graph_pools import build_outside_graph_pools
 from .geometry import FanGeometry, ImageGrid, ParallelGeometry
 from .projector import (_HALF_DTYPES, FixedAtConstruction, RegisteredOperator, _validate_pair,
                         apply_adjoint, apply_forward, check_tensor)
@@ -522,19 +523,23 @@ class PixelBackprojection(RegisteredOperator):
     def _matrices(self, dtype, device):
         key = (str(device), dtype)
         if key not in self._cache:
-            n_pix = self.grid.shape[0] * self.grid.shape[1]
-            n_rays = self.geometry.views * self.geometry.detector_count
-            step = max(1, (1 << 23) // (2 * self.geometry.views))
-            counts, cols, vals = [], [], []
-            for start in range(0, n_pix, step):
-                c, v = self._entries(torch.arange(start, min(n_pix, start + step), device="cpu"))
-                keep = v != 0
-                counts.append(keep.sum(1))
-                cols.append(c[keep])
-                vals.append(v[keep])
-            self._cache[key] = csr_pair(torch.cat(counts), torch.cat(cols),
-                                        torch.cat(vals).to(dtype), (n_pix, n_rays), device)
+            self._cache[key] = build_outside_graph_pools(
+                lambda: self._build_matrices(dtype, device), device)
         return self._cache[key]
+
+    def _build_matrices(self, dtype, device):
+        n_pix = self.grid.shape[0] * self.grid.shape[1]
+        n_rays = self.geometry.views * self.geometry.detector_count
+        step = max(1, (1 << 23) // (2 * self.geometry.views))
+        counts, cols, vals = [], [], []
+        for start in range(0, n_pix, step):
+            c, v = self._entries(torch.arange(start, min(n_pix, start + step), device="cpu"))
+            keep = v != 0
+            counts.append(keep.sum(1))
+            cols.append(c[keep])
+            vals.append(v[keep])
+        return csr_pair(torch.cat(counts), torch.cat(cols), torch.cat(vals).to(dtype),
+                        (n_pix, n_rays), device)
 
     def _entry_chunks(self, batch: int, device, dtype):
         """Matrix-free path: ``(first_pixel, cols, vals)`` for pixel chunks, on ``device``."""

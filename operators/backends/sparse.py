@@ -15,6 +15,7 @@ from typing import Dict, Tuple
 import scipy.sparse
 import torch
 
+from .._graph_pools import build_outside_graph_pools
 from .._joseph import coefficients_per_ray, joseph_coefficients, ray_chunks
 from ..geometry import ImageGrid
 
@@ -132,7 +133,8 @@ class SparseBackend:
         """``(A, A^T)`` as CSR tensors of ``dtype`` on ``device``, built on first use."""
         key = (str(device), dtype)
         if key not in self._cache:
-            self._cache[key] = _build(table, self.grid, dtype, device)
+            self._cache[key] = build_outside_graph_pools(
+                lambda: _build(table, self.grid, dtype, device), device)
         return self._cache[key]
 
     def clear(self) -> None:

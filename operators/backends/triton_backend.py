@@ -24,6 +24,7 @@ from typing import Dict, Optional, Tuple
 import numpy as np
 import torch
 
+from .._graph_pools import build_outside_graph_pools
 from ..geometry import FanGeometry, ImageGrid, ParallelGeometry
 
 __all__ = ["TritonBackend", "triton_available", "KernelConfig", "AUTOTUNE_ENV"]
@@ -657,6 +658,12 @@ class TritonBackend:
         if (v, d) != tuple(self.geometry.sinogram_shape):
             raise ValueError(f"table covers {(v, d)} rays but the geometry has "
                              f"{self.geometry.sinogram_shape}")
+        cached = build_outside_graph_pools(lambda: self._build_tables(table), table.device)
+        self._cache[key] = cached
+        return cached
+
+    def _build_tables(self, table: torch.Tensor) -> dict:
+        _, v, d = table.shape
         t = table.to(torch.float64).reshape(4, v * d)
         slope, icpt, step, vertical = t[0], t[1], t[2], t[3] > 0.5
         kmin, kmax = _step_ranges(slope, icpt, vertical, self.grid)
@@ -679,7 +686,6 @@ class TritonBackend:
         most = int(cached["parallel"][1].max()) if cached["parallel"] is not None else 0
         cached["parallel_affine"] = 0 < most <= PARALLEL_AFFINE_MAX_CANDIDATES
         cached["parallel_frame"] = most if cached["parallel_affine"] else 0
-        self._cache[key] = cached
         return cached
 
     def counts(self, tabs: dict, tile_h: int, tile_w: int) -> torch.Tensor:
@@ -687,8 +693,10 @@ class TritonBackend:
         from .triton_kernels import CANDIDATE_PAD, GEOM_PARALLEL
         key = (tile_h, tile_w) if tabs["geom"] != GEOM_PARALLEL else None
         if key not in tabs["counts"]:
-            tabs["counts"][key] = candidate_counts(self.grid, self.geometry, tile_h, tile_w,
-                                                   CANDIDATE_PAD, tabs["views"].device)
+            device = tabs["views"].device
+            tabs["counts"][key] = build_outside_graph_pools(
+                lambda: candidate_counts(self.grid, self.geometry, tile_h, tile_w,
+                                         CANDIDATE_PAD, device), device)
         return tabs["counts"][key]
 
     # -- helpers --------------------------------------------------------------------------------

@@ -105,6 +105,14 @@ def test_gpu_bench_refuses_unknown_names(option, value, tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
+def test_gpu_bench_selects_variants_whose_names_hold_commas():
+    gb = pytest.importorskip("benchmarks.gpu_bench")
+    names = [v.name for v in gb.VARIANTS]
+    wanted = "ours:triton[v4, tiles 4x32 / 8x16],torchtomo:cuda, ours:triton[v4, 8 planes]"
+    assert gb._subset("--variants", wanted, names) == {
+        "ours:triton[v4, tiles 4x32 / 8x16]", "torchtomo:cuda", "ours:triton[v4, 8 planes]"}
+
+
 def test_gpu_bench_reports_peers_that_do_not_import():
     gb = pytest.importorskip("benchmarks.gpu_bench")
     assert gb.package_version("pytest", "pytest") == pytest.__version__
