@@ -41,8 +41,11 @@ def check_tensor(name: str, t, trailing: Tuple[int, int], trailing_names: str,
 
     Raises ``TypeError`` (not a tensor, integer/complex dtype, or half precision unless
     ``allow_half``), ``ValueError`` (rank or trailing shape, NaN/Inf) or ``RuntimeError``
-    (device mismatch). Under ``torch.compile`` the NaN/Inf check is skipped (it would need the
-    values on the host, a graph break in every call); the static checks stay.
+    (device mismatch). The NaN/Inf check reads the values on the host, so it runs on CPU
+    tensors only: on a GPU it would make every call wait for the device (the H100 run of
+    2026-11-27 found it was the one host-device synchronisation of a call, which then cost
+    the whole GPU time on top of the host's launch work), and under ``torch.compile`` it
+    would break the graph in every call. The static checks (type, shape, device) always run.
     """
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
@@ -64,8 +67,8 @@ def check_tensor(name: str, t, trailing: Tuple[int, int], trailing_names: str,
             t.device.type == device.type == "cuda" and device.index is None):
         raise RuntimeError(f"{name} is on {t.device} but the operator is on {device}; "
                            f"move one of them (e.g. A.to({str(t.device)!r}))")
-    if (check_finite and t.numel() and not _custom_ops.compiling() and not _is_transformed(t)
-            and not bool(torch.isfinite(t).all())):
+    if (check_finite and t.numel() and t.device.type == "cpu" and not _custom_ops.compiling()
+            and not _is_transformed(t) and not bool(torch.isfinite(t).all())):
         raise ValueError(f"{name} contains NaN or Inf")
 
 

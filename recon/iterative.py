@@ -611,14 +611,23 @@ def tv_pdhg(A, y: torch.Tensor, lam: float, iterations: int, nonneg: bool = True
             if "NaN or Inf" not in str(exc) or step_sizes is None:
                 raise
             # The operator's input check catches the blow-up; say what causes it.
-            raise ValueError(
-                f"tv_pdhg diverged in iteration {k} (the iterates are no longer finite): "
-                f"step_sizes {tuple(step_sizes)} must satisfy tau * sigma * ||K||^2 < 1 with "
-                "K = [A; grad_scale * grad] (pdhg_setup computes them)") from exc
+            raise _pdhg_diverged(step_sizes, f"in iteration {k}") from exc
         done = tol is not None and bool((_relative_change(new.x, state.x) < tol).all())
         state = new
         if callback is not None and callback(k, state.x):
             break
         if done:
             break
+    if step_sizes is not None and not all(
+            bool(torch.isfinite(t).all()) for t in (state.x, state.p, state.q)):
+        # Where the operator does not check its input (off the CPU, where that would wait for
+        # the device in every call, or with check_inputs=False), one check at the end.
+        raise _pdhg_diverged(step_sizes, "")
     return state.x
+
+
+def _pdhg_diverged(step_sizes, when: str) -> ValueError:
+    return ValueError(
+        f"tv_pdhg diverged{' ' + when if when else ''} (the iterates are no longer finite): "
+        f"step_sizes {tuple(step_sizes)} must satisfy tau * sigma * ||K||^2 < 1 with "
+        "K = [A; grad_scale * grad] (pdhg_setup computes them)")

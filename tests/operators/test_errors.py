@@ -59,6 +59,18 @@ def test_adjoint_rejects_wrong_sinogram():
         A.T(torch.full((5, 13), float("nan")))
 
 
+def test_the_nan_check_reads_values_on_the_cpu_only():
+    """On a GPU the check would make every call wait for the device; the static checks run on
+    every device ("meta" stands in for it here: it holds no values to read)."""
+    from operators.projector import check_tensor
+    nan = torch.full((2, 5, 13), float("nan"))
+    with pytest.raises(ValueError, match="y contains NaN or Inf"):
+        check_tensor("y", nan, (5, 13), "views, detectors")
+    check_tensor("y", nan.to("meta"), (5, 13), "views, detectors")  # not read
+    with pytest.raises(ValueError, match=r"y must end in \(views, detectors\)"):
+        check_tensor("y", nan.to("meta"), (5, 12), "views, detectors")
+
+
 def test_no_silent_broadcast_of_batch():
     y = A(torch.zeros(2, 3, 8, 9))
     assert y.shape == (2, 3, 5, 13)

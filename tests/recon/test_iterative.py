@@ -354,6 +354,17 @@ def test_diverging_step_sizes_are_named():
         tv_pdhg(A, y, 0.1, 500, step_sizes=(10.0, 10.0))
 
 
+def test_divergence_is_named_where_the_operator_does_not_check_its_input():
+    """On a GPU (and with check_inputs=False) the operators do not look for NaN/Inf; tv_pdhg
+    checks its result once instead."""
+    A, grid, geom = _operator(n=12, views=8)
+    unchecked = ops.XRayTransform(grid, geom, check_inputs=False)
+    y = A(_phantom_image(grid, 7.0))
+    with pytest.raises(ValueError, match=r"diverged \(the iterates are no longer finite\): "
+                                         r"step_sizes \(10.0, 10.0\)"):
+        tv_pdhg(unchecked, y, 0.1, 500, step_sizes=(10.0, 10.0))
+
+
 def test_zero_data_gives_zero_image():
     A, _, _ = _operator(n=12, views=8)
     y = torch.zeros(A.range_shape, dtype=torch.float64)
