@@ -21,8 +21,10 @@ Cases (``../shared/ANCHORS.md``; float32, pixel 1 mm, detector pitch 1 mm unless
 
 Per case and variant: dot-product test ``|<A x, y> - <x, A^T y>| / |<A x, y>|`` (float64 sums of
 float32 results), for our kernels the relative L2 error against the float64 reference backend,
-then timing: median of ``--reps`` CUDA-event timings after warm-up (3 for variants slower than
-``--slow-ms`` per call), the speed-up over the fastest exact-adjoint peer (dot mismatch below
+then timing: median of ``--reps`` CUDA-event timings of single calls after warm-up, each waited
+for (3 for variants slower than ``--slow-ms`` per call); for the others also ``--reps`` calls
+back to back with one synchronisation (the rate of a training loop, where the host issues the
+next call while the GPU runs the last); the speed-up over the fastest exact-adjoint peer (dot mismatch below
 1e-4 in this run), and achieved interpolations per second. Interpolation count (the same for
 every variant of a case): forward = B x views x detectors x N steps x 2 gathers (N = image side),
 adjoint likewise; roofline = SMs x clock x 32 gathers per clock (128 B/clk of L1 per SM, 4-byte
@@ -464,6 +466,28 @@ def _sync(dev):
         torch.cuda.synchronize(dev)
 
 
+def back_to_back_ms(fn, arg, dev, calls):
+    """Milliseconds per call of ``calls`` calls of ``fn(arg)`` issued back to back with one
+    synchronisation at the end (CUDA events around the whole loop; the wall clock elsewhere):
+    the rate a training loop sees, where the host issues the next call while the GPU runs the
+    last. :func:`time_call` times single calls, each waited for, so host and GPU time add up
+    there."""
+    with torch.no_grad():
+        _sync(dev)
+        if dev.type == "cuda":
+            start, end = (torch.cuda.Event(enable_timing=True) for _ in range(2))
+            start.record()
+            for _ in range(calls):
+                fn(arg)
+            end.record()
+            end.synchronize()
+            return start.elapsed_time(end) / calls
+        t0 = time.perf_counter()
+        for _ in range(calls):
+            fn(arg)
+        return (time.perf_counter() - t0) * 1e3 / calls
+
+
 def time_call(fn, arg, dev, reps, warmup, slow_ms):
     """Median milliseconds of ``fn(arg)`` (CUDA events on GPU), and the repetitions used."""
     with torch.no_grad():
@@ -551,6 +575,9 @@ def run_variant(case: Case, var: Variant, dev, data, ref, args) -> Row:
     y_in = y_data if var.kind == "ours" else y_rand
     row.forward_ms, row.reps = time_call(fwd, x, dev, args.reps, args.warmup, args.slow_ms)
     row.adjoint_ms, _ = time_call(adj, y_in, dev, args.reps, args.warmup, args.slow_ms)
+    if row.reps == args.reps:  # not for the slow variants
+        row.info["back_to_back_ms"] = [back_to_back_ms(fwd, x, dev, args.reps),
+                                       back_to_back_ms(adj, y_in, dev, args.reps)]
     pf, before = peak_memory(fwd, x, dev)
     pa, _ = peak_memory(adj, y_in, dev)
     if pf is not None:
@@ -568,6 +595,13 @@ def roofline(dev, clock_ghz):
         return None
     sms = torch.cuda.get_device_properties(dev).multi_processor_count
     return sms * clock_ghz * 1e9 * 32  # gathers / s
+
+
+def args_reps(rows, case_name) -> str:
+    """The repetitions of the case's full-speed rows (the back-to-back loops use as many)."""
+    reps = sorted({r.reps for r in rows if r.case == case_name and r.status == "ok"
+                   and "back_to_back_ms" in r.info})
+    return "/".join(map(str, reps))
 
 
 def _exact(r) -> bool:
@@ -604,6 +638,13 @@ def goal_summary(cases, rows) -> list:
              "| fastest peer of any kind fwd / adj ms | fastest of our variants fwd / adj | "
              "goal | met |", "|" + "---|" * 8]
     for case in cases:
+        b2b = [f"{r.variant} {r.info['back_to_back_ms'][0]:.3f} / "
+               f"{r.info['back_to_back_ms'][1]:.3f}" for r in rows
+               if r.case == case.name and r.status == "ok" and "back_to_back_ms" in r.info]
+        if b2b:
+            lines.append("")
+            lines.append(f"back to back ({args_reps(rows, case.name)} calls, one synchronisation; "
+                         f"fwd / adj ms per call): " + "; ".join(b2b))
         ours = [r for r in rows if r.case == case.name and r.variant == "ours:triton"
                 and r.status == "ok"]
         if not ours:
@@ -846,7 +887,9 @@ def main(args) -> int:
                           f"{row.adjoint_ms:9.3f} ms  dot {row.dot_mismatch:.1e}  err "
                           f"{_f(row.forward_rel_err, '.1e')}/{_f(row.adjoint_rel_err, '.1e')}  "
                           f"peak {_f(row.peak_forward_mb, '.0f')}/"
-                          f"{_f(row.peak_adjoint_mb, '.0f')} MB  setup {row.setup_s:.1f} s",
+                          f"{_f(row.peak_adjoint_mb, '.0f')} MB  setup {row.setup_s:.1f} s"
+                          + ("  back to back {:.3f}/{:.3f} ms".format(*row.info["back_to_back_ms"])
+                             if "back_to_back_ms" in row.info else ""),
                           flush=True)
                 except Skip as exc:
                     row = Row(case.name, var.name, var.kind, status="skipped", error=str(exc))

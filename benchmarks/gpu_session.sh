@@ -46,6 +46,7 @@ echo "benchmark rc $?"
 grep -E "^(=== |  ours|  torchtomo|  deepinv|  diffct)" "$OUT_DIR/gpu_bench.log" | cut -c1-150
 grep -A 9 "^## Summary" "$OUT_DIR/bench/gpu_bench.md" 2>/dev/null | cut -c1-400
 grep "^autotuned" "$OUT_DIR/bench/gpu_bench.md" 2>/dev/null | cut -c1-200
+grep "^back to back" "$OUT_DIR/bench/gpu_bench.md" 2>/dev/null | cut -c1-400
 
 # 3. out-of-bounds accesses of the unmasked loads (framed, clamped, planar padding)
 if [ "${MEMCHECK:-1}" != 0 ] && command -v compute-sanitizer >/dev/null 2>&1; then

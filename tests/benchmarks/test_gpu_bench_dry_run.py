@@ -20,7 +20,8 @@ def test_dry_run_writes_the_summary_and_the_autotuned_choices(tmp_path):
     proc = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "gpu_bench.py"), "--out", str(tmp_path),
          "--dry-run", "--cases", "P128s", "--variants",
-         "ours:triton,ours:triton [autotuned],ours:triton [CUDA graph],ours:sparse"],
+         "ours:triton,ours:triton [autotuned],ours:triton [CUDA graph],ours:sparse",
+         "--reps", "2", "--slow-ms", "1e9"],
         capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     md = (tmp_path / "gpu_bench.md").read_text()
@@ -28,4 +29,6 @@ def test_dry_run_writes_the_summary_and_the_autotuned_choices(tmp_path):
     assert "| P128s |" in md and "ahead of every peer" in md
     assert "autotuned P128s forward: chose" in md and "autotuned P128s adjoint: chose" in md
     assert "skipped: CUDA graphs need a GPU" in md
+    b2b = [line for line in md.splitlines() if line.startswith("back to back (2 calls")]
+    assert len(b2b) == 1 and "ours:triton " in b2b[0] and "ours:sparse " in b2b[0], b2b
     assert (tmp_path / "gpu_bench.json").is_file()
