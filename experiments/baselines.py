@@ -150,8 +150,6 @@ class Config:
         check_config(self)
         if self.size < 16:
             raise ValueError(f"size must be >= 16 (SSIM window and phantoms), got {self.size}")
-        if not self.pixel_size > 0:
-            raise ValueError(f"pixel_size must be > 0 (mm), got {self.pixel_size}")
         if not 0 <= self.noise < 1:
             raise ValueError(f"noise must be in [0, 1), got {self.noise}")
         if not self.fbp_filters or any(f not in ops.fbp.FILTERS for f in self.fbp_filters):

@@ -54,7 +54,7 @@ class Config:
 
     def __post_init__(self):
         check_config(self)
-        for name in ("pixel", "source_to_isocenter", "source_to_detector", "disk_tolerance"):
+        for name in ("source_to_isocenter", "source_to_detector", "disk_tolerance"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"Config.{name} must be positive, got {getattr(self, name)!r}")
 

@@ -128,9 +128,6 @@ class Config:
                              f"{self.fan_detector!r}")
         if self.filter_init not in ("ram-lak", "ramp"):
             raise ValueError(f"filter_init must be 'ram-lak' or 'ramp', got {self.filter_init!r}")
-        for name in ("pixel_mm", "detector_pitch_mm", "lr"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         if not self.source_factor > 1:
             raise ValueError(f"source_factor must be > 1, got {self.source_factor}")
         if not self.magnification > 1:

@@ -100,9 +100,12 @@ def check_dtype_matches(name: str, tensor: torch.Tensor, module: nn.Module) -> N
     """
     if compiling():
         return
-    params = [p for p in module.parameters() if p.is_floating_point()]
-    # The learned weights set the dtype (a frozen FBP inside the model is not what it trains).
-    param = next((p for p in params if p.requires_grad), params[0] if params else None)
+    # The learned weights set the dtype (a frozen FBP inside the model is not what it trains);
+    # a model with none falls back to its first floating-point parameter.
+    floating = (p for p in module.parameters() if p.is_floating_point())
+    param = next((p for p in floating if p.requires_grad), None)
+    if param is None:
+        param = next((p for p in module.parameters() if p.is_floating_point()), None)
     if param is None or tensor.dtype == param.dtype or _autocast_enabled(tensor.device.type):
         return
     raise TypeError(f"{name} has dtype {tensor.dtype} but the parameters of "
