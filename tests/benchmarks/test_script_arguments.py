@@ -137,6 +137,15 @@ def test_host_overhead_arguments(argv, flag):
     assert f"host_overhead.py: error: argument {flag}: must be a positive integer" in proc.stderr
 
 
+def test_gpu_call_profile_arguments_and_no_gpu():
+    proc = _run([BENCH / "gpu_call_profile.py", "--calls", "0"])
+    assert proc.returncode == 2, proc.stderr
+    assert "gpu_call_profile.py: error: argument --calls: must be a positive integer" in proc.stderr
+    if not __import__("torch").cuda.is_available():
+        proc = _run([BENCH / "gpu_call_profile.py"])
+        assert proc.returncode == 2 and "needs a CUDA device" in proc.stderr, proc.stderr
+
+
 def test_kernel_static_help_compiles_nothing():
     proc = _run([BENCH / "kernel_static.py", "--help"], timeout=30)
     assert proc.returncode == 0, proc.stderr
