@@ -13,6 +13,7 @@
 #   2. benchmark, every variant and peer              <= BENCH_TIMEOUT (300 s; after --budget-s,
 #      200 s, only our default kernels still run; extra arguments in BENCH_ARGS, e.g.
 #      BENCH_ARGS="--cases P512")
+#   2b. host time of an eager call, piece by piece   <= PROFILE_TIMEOUT (90 s)
 #   3. memcheck of every launch, small sizes          <= MEMCHECK_TIMEOUT (200 s: 75 s covered
 #      69 of its cases on the H100; MEMCHECK=0 skips)
 #   4. torch.compile around the kernels (Inductor, CUDA graphs with mode="reduce-overhead")
@@ -47,6 +48,12 @@ grep -E "^(=== |  ours|  torchtomo|  deepinv|  diffct)" "$OUT_DIR/gpu_bench.log"
 grep -A 9 "^## Summary" "$OUT_DIR/bench/gpu_bench.md" 2>/dev/null | cut -c1-400
 grep "^autotuned" "$OUT_DIR/bench/gpu_bench.md" 2>/dev/null | cut -c1-200
 grep "^back to back" "$OUT_DIR/bench/gpu_bench.md" 2>/dev/null | cut -c1-400
+
+# 2b. the host's share of an eager call, piece by piece (prepared launches, 2026-11-27)
+timeout "${PROFILE_TIMEOUT:-90}" "$PY" benchmarks/gpu_call_profile.py \
+    > "$OUT_DIR/gpu_call_profile.txt" 2>&1
+echo "call profile rc $?"
+grep -E "^\| (P256|P128s) " "$OUT_DIR/gpu_call_profile.txt" | cut -c1-150
 
 # 3. out-of-bounds accesses of the unmasked loads (framed, clamped, planar padding)
 if [ "${MEMCHECK:-1}" != 0 ] && command -v compute-sanitizer >/dev/null 2>&1; then

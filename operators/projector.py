@@ -13,6 +13,7 @@ import warnings
 from typing import Dict, Optional, Tuple
 
 import torch
+import torch.autograd.forward_ad as _forward_ad
 from torch import nn
 
 from . import _custom_ops
@@ -136,6 +137,56 @@ for _fn in (_ApplyForward.forward, _ApplyAdjoint.forward):
 del _fn
 
 
+class _EagerForward(torch.autograd.Function):
+    """:class:`_ApplyForward` for calls outside ``torch.func`` transforms (the usual case).
+
+    The old-style ``forward(ctx, ...)`` form has no ``setup_context``, so ``Function.apply``
+    skips the signature binding that costs :class:`_ApplyForward` about 20 us per call on a
+    2-core CPU (``benchmarks/host_overhead.py``); functorch transforms need ``setup_context``
+    and take :class:`_ApplyForward`. Backward, double backward and forward-mode AD
+    (``torch.autograd.forward_ad``) are the same.
+    """
+
+    @staticmethod
+    def forward(ctx, x, op):
+        ctx.op = op
+        return _custom_ops.call_raw(op, "_raw_forward", x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return apply_adjoint(grad, ctx.op), None
+
+    @staticmethod
+    def jvp(ctx, x_tangent, _):
+        return apply_forward(x_tangent, ctx.op)
+
+
+class _EagerAdjoint(torch.autograd.Function):
+    """:class:`_ApplyAdjoint` outside ``torch.func`` transforms; see :class:`_EagerForward`."""
+
+    @staticmethod
+    def forward(ctx, y, op):
+        ctx.op = op
+        return _custom_ops.call_raw(op, "_raw_adjoint", y)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return apply_forward(grad, ctx.op), None
+
+    @staticmethod
+    def jvp(ctx, y_tangent, _):
+        return apply_adjoint(y_tangent, ctx.op)
+
+
+_transforms_active = torch._C._are_functorch_transforms_active
+
+
+def _plain_call(t: torch.Tensor) -> bool:
+    """True when a call needs no autograd node: no gradient can flow to ``t`` and no
+    forward-mode AD level is open (outside ``torch.func`` transforms, checked first)."""
+    return not (t.requires_grad and torch.is_grad_enabled()) and _forward_ad._current_level < 0
+
+
 if _custom_ops.HAVE_CUSTOM_OPS:
     _compiled_forward, _compiled_adjoint = _custom_ops.forward_op, _custom_ops.adjoint_op
 else:  # torch < 2.4: keep Dynamo out of the backends (a graph break per call)
@@ -154,14 +205,22 @@ def apply_forward(x: torch.Tensor, op) -> torch.Tensor:
     ``_op_handle`` from :class:`RegisteredOperator`."""
     if _custom_ops.compiling():
         return _compiled_forward(x, op._op_handle)
-    return _ApplyForward.apply(x, op)
+    if _transforms_active():
+        return _ApplyForward.apply(x, op)
+    if _plain_call(x):
+        return _custom_ops.call_raw(op, "_raw_forward", x)
+    return _EagerForward.apply(x, op)
 
 
 def apply_adjoint(y: torch.Tensor, op) -> torch.Tensor:
     """``op._raw_adjoint(y)`` with autograd; see :func:`apply_forward`."""
     if _custom_ops.compiling():
         return _compiled_adjoint(y, op._op_handle)
-    return _ApplyAdjoint.apply(y, op)
+    if _transforms_active():
+        return _ApplyAdjoint.apply(y, op)
+    if _plain_call(y):
+        return _custom_ops.call_raw(op, "_raw_adjoint", y)
+    return _EagerAdjoint.apply(y, op)
 
 
 class FixedAtConstruction:
@@ -276,6 +335,7 @@ class XRayTransform(RegisteredOperator):
         table = ray_table(*geometry.lines(), grid)
         self.register_buffer("ray_table", torch.from_numpy(table), persistent=False)
         self._backends: Dict[str, object] = {}
+        self._backend_by_device: Dict[torch.device, object] = {}
         if backend != "auto":
             self._backend_for(None)  # fail now, naming the backend, if it cannot run here
         object.__setattr__(self, "_adjoint", AdjointXRayTransform(self))
@@ -310,10 +370,15 @@ class XRayTransform(RegisteredOperator):
         return select_backend(device, self.grid, self.geometry)
 
     def _backend_for(self, device: Optional[torch.device]):
-        name = self.backend if self.backend != "auto" else self.backend_name(device)
-        if name not in self._backends:
-            self._backends[name] = make_backend(name, self.grid, self.geometry)
-        return self._backends[name]
+        backend = self._backend_by_device.get(device)
+        if backend is None:
+            name = self.backend if self.backend != "auto" else self.backend_name(device)
+            if name not in self._backends:
+                self._backends[name] = make_backend(name, self.grid, self.geometry)
+            backend = self._backends[name]
+            if device is not None:  # what `auto` picks for a device does not change
+                self._backend_by_device[device] = backend
+        return backend
 
     def extra_repr(self) -> str:
         return f"grid={self.grid!r},\ngeometry={self.geometry!r},\nbackend={self.backend!r}"
@@ -350,12 +415,12 @@ class XRayTransform(RegisteredOperator):
     # -- raw application (no autograd) --------------------------------------------------------
     def _apply_backend(self, method: str, t: torch.Tensor, shape, out_shape) -> torch.Tensor:
         backend = self._backend_for(t.device)
-        tb = t.reshape(-1, *shape).contiguous()
+        tb = t.reshape((-1,) + shape).contiguous() if t.dim() != 3 else t.contiguous()
         if t.dtype in _HALF_DTYPES and not getattr(backend, "supports_half", False):
             out = getattr(backend, method)(tb.float(), self.ray_table).to(t.dtype)
         else:
             out = getattr(backend, method)(tb, self.ray_table)
-        return out.reshape(*t.shape[:-2], *out_shape)
+        return out if t.dim() == 3 else out.reshape(t.shape[:-2] + out_shape)
 
     def _raw_forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._apply_backend("forward", x, self.domain_shape, self.range_shape)

@@ -26,6 +26,9 @@ import torch
 
 from .._graph_pools import build_outside_graph_pools
 from ..geometry import FanGeometry, ImageGrid, ParallelGeometry
+from .triton_launch import PreparedLaunch, adjoint_launch, forward_launch
+from .triton_launch import padded_batch as _padded_batch
+from .triton_launch import vector_width as _vector_width
 
 __all__ = ["TritonBackend", "triton_available", "KernelConfig", "AUTOTUNE_ENV"]
 
@@ -120,7 +123,8 @@ def triton_available() -> Tuple[bool, str]:
 
 
 class KernelConfig:
-    """Tile sizes of one launch (all powers of two).
+    """Tile sizes of one launch (all powers of two); an immutable value (:meth:`replace` makes
+    a changed copy), equal to another with the same fields and usable as a dict key.
 
     Parameters
     ----------
@@ -190,16 +194,34 @@ class KernelConfig:
         if parallel_adjoint not in ("affine", "generic"):
             raise ValueError(f"parallel_adjoint must be 'affine' or 'generic', got "
                              f"{parallel_adjoint!r}")
-        self.view_block, self.det_block = int(view_block), int(det_block)
-        self.tile_h, self.tile_w = int(tile_h), int(tile_w)
-        self.b_block, self.group = int(b_block), int(group)
-        self.layout = layout
-        self.transposed = bool(transposed)
-        self.num_warps = int(num_warps)
-        self.adjoint_count = adjoint_count
-        self.parallel_adjoint = parallel_adjoint
-        self.framed = bool(framed)
-        self.adjoint_frame = bool(adjoint_frame)
+        fields = dict(view_block=int(view_block), det_block=int(det_block),
+                      tile_h=int(tile_h), tile_w=int(tile_w), b_block=int(b_block),
+                      group=int(group), layout=layout, transposed=bool(transposed),
+                      num_warps=int(num_warps), adjoint_count=adjoint_count,
+                      parallel_adjoint=parallel_adjoint, framed=bool(framed),
+                      adjoint_frame=bool(adjoint_frame))
+        self.__dict__.update(fields)
+        self.__dict__["_key"] = tuple(fields[name] for name in self._FIELDS)
+        self.__dict__["_hash"] = hash(self._key)
+
+    def __setattr__(self, name, value):
+        raise AttributeError(f"KernelConfig is immutable; use config.replace({name}=...)")
+
+    def __delattr__(self, name):
+        raise AttributeError("KernelConfig is immutable")
+
+    def __eq__(self, other):
+        return isinstance(other, KernelConfig) and self._key == other._key
+
+    def __hash__(self):
+        return self._hash
+
+    def replace(self, **changes) -> "KernelConfig":
+        """A copy with ``changes`` (field names as in the constructor), checked as there."""
+        unknown = set(changes) - set(self.as_dict())
+        if unknown:
+            raise TypeError(f"KernelConfig has no field(s) {sorted(unknown)}")
+        return KernelConfig(**{**self.as_dict(), **changes})
 
     @property
     def groups(self) -> int:
@@ -212,9 +234,7 @@ class KernelConfig:
         or more images; for a single image v3's launch (:meth:`v3`, the plain layout) with
         v4's framed parallel-beam adjoint."""
         if batch <= 1:
-            cfg = cls.v3(batch, dtype)
-            cfg.adjoint_frame = True
-            return cfg
+            return cls.v3(batch, dtype).replace(adjoint_frame=True)
         return cls.planar(batch, dtype)
 
     @classmethod
@@ -243,12 +263,9 @@ class KernelConfig:
         between threads through shared memory, with barriers (``benchmarks/kernel_static.py``),
         so v2 and v3 use :meth:`one_per_thread`."""
         if cls.v1(batch).b_block == 8:
-            cfg = cls.one_per_thread(batch, dtype)
-            cfg.adjoint_frame = False
-            return cfg
-        cfg = cls.v1(batch)
-        cfg.adjoint_count, cfg.parallel_adjoint, cfg.framed = "table", "affine", True
-        return cfg
+            return cls.one_per_thread(batch, dtype).replace(adjoint_frame=False)
+        return cls.v1(batch).replace(adjoint_count="table", parallel_adjoint="affine",
+                                     framed=True)
 
     @classmethod
     def v1(cls, batch: int) -> "KernelConfig":
@@ -292,11 +309,11 @@ class KernelConfig:
         out = [base]
 
         def add(cfg):
-            if all(cfg.as_dict() != c.as_dict() for c in out):
+            if cfg not in out:
                 out.append(cfg)
 
         def variant(**kw):
-            add(cls(**{**base.as_dict(), **kw}))
+            add(base.replace(**kw))
 
         variant(view_block=4, det_block=32, tile_h=8, tile_w=16)
         variant(num_warps=8)
@@ -309,22 +326,15 @@ class KernelConfig:
             add(cls.v3(batch, dtype))
         return out
 
+    _FIELDS = ("view_block", "det_block", "tile_h", "tile_w", "b_block", "group", "layout",
+               "transposed", "num_warps", "adjoint_count", "parallel_adjoint", "framed",
+               "adjoint_frame")
+
     def as_dict(self) -> dict:
-        return dict(view_block=self.view_block, det_block=self.det_block, tile_h=self.tile_h,
-                    tile_w=self.tile_w, b_block=self.b_block, group=self.group,
-                    layout=self.layout, transposed=self.transposed,
-                    num_warps=self.num_warps, adjoint_count=self.adjoint_count,
-                    parallel_adjoint=self.parallel_adjoint, framed=self.framed,
-                    adjoint_frame=self.adjoint_frame)
+        return dict(zip(self._FIELDS, self._key))
 
     def __repr__(self) -> str:
         return "KernelConfig(" + ", ".join(f"{k}={v!r}" for k, v in self.as_dict().items()) + ")"
-
-
-def _vector_width(dtype: torch.dtype) -> int:
-    """Images per vector load of the channels-last layout: 16 bytes of half precision (8),
-    4 images otherwise (16 bytes of float32, 32 of float64)."""
-    return 8 if dtype in (torch.float16, torch.bfloat16) else 4
 
 
 def _step_ranges(slope, icpt, vertical, grid: ImageGrid):
@@ -442,7 +452,7 @@ def _on_device(device: torch.device):
 
 def forward_elements_per_image(h: int, w: int, v: int, d: int) -> int:
     """Elements per image of the forward's largest tensor: the image and its transpose, each
-    with a zero frame at most (see ``_forward_chunk``), or the ``(V, D)`` output."""
+    with a zero frame at most (see :func:`.triton_launch.forward_launch`), or the ``(V, D)`` output."""
     return max(2 * max(h * (w + 2), w * (h + 2)), v * d)
 
 
@@ -459,27 +469,6 @@ def one_image_fits(grid: ImageGrid, geometry) -> bool:
     return max(forward_elements_per_image(h, w, v, d),
                adjoint_elements_per_image(h, w, v, d, PARALLEL_AFFINE_MAX_CANDIDATES)) \
         <= _INT32_LIMIT
-
-
-def _padded_batch(batch: int, b_block: int, vec: int = 4) -> int:
-    """Padded batch of the channels-last and planar copies: a multiple of ``vec`` (the
-    channels-last rows' 16-byte vectors, or the planar layout's plane width) and, when the
-    batch spans several tiles, of the tile."""
-    multiple = max(vec, b_block) if batch > b_block else vec  # both powers of two
-    return -(-batch // multiple) * multiple
-
-
-def _copy_planar(dst: torch.Tensor, src: torch.Tensor) -> None:
-    """Copy images ``src`` ``(B, *spatial)`` into planes ``dst`` ``(G, *spatial, group)``
-    (image ``b = g group + l`` to ``dst[g, ..., l]``; planes past ``B`` are left as they are)."""
-    group = dst.shape[-1]
-    planes = dst.movedim(-1, 1)  # (G, group, *spatial), a view
-    b = src.shape[0]
-    full = b // group
-    if full:
-        planes[:full].copy_(src[:full * group].reshape(full, group, *src.shape[1:]))
-    if b > full * group:
-        planes[full, :b - full * group].copy_(src[full * group:])
 
 
 #: Environment variable that switches autotuning on for backends built without ``autotune``.
@@ -516,11 +505,6 @@ def _time_ms(fn, device: torch.device, reps: int) -> float:
 def _cdiv(a: int, b: int) -> int:
     """``ceil(a / b)`` for positive ints (``triton.cdiv`` costs microseconds per call)."""
     return -(-a // b)
-
-
-def _accumulator(dtype: torch.dtype):
-    import triton.language as tl
-    return tl.float64 if dtype == torch.float64 else tl.float32
 
 
 #: Extra detectors (on top of ``2 CANDIDATE_PAD``) in the host's bound of the number of
@@ -617,7 +601,10 @@ class TritonBackend:
     or bfloat16; the result has the same dtype) and the operator's ray table ``(4, V, D)``
     float64 on the same device. Derived tables (float64 slope / intercept / signed step, int32
     step ranges, float32 view table, int32 candidate counts per tile shape) are cached per
-    device; :meth:`clear` drops them.
+    device, and so is each call's prepared launch (:mod:`.triton_launch`: the layout copy and
+    kernel arguments for a batch shape, dtype and device, so that a repeated call does no
+    planning on the host); :meth:`clear` drops them, and so does setting ``config`` or
+    ``autotune``.
     """
 
     name = "triton"
@@ -633,9 +620,15 @@ class TritonBackend:
             raise TypeError(f"config must be a KernelConfig or None, got {type(config).__name__}")
         self.grid = grid
         self.geometry = geometry
-        self.config = config
+        self._image = tuple(grid.shape)
+        self._rays = tuple(geometry.sinogram_shape)
         self._cache: Dict[str, dict] = {}
         self._defaults: Dict[tuple, KernelConfig] = {}
+        #: ``(direction, batch, dtype, config, device) -> PreparedLaunch``
+        self._launches: Dict[tuple, PreparedLaunch] = {}
+        #: ``(direction, shape, dtype, device) -> PreparedLaunch`` of calls that take one launch
+        self._ready: Dict[tuple, PreparedLaunch] = {}
+        self.config = config
         if autotune is None:
             autotune = os.environ.get(AUTOTUNE_ENV, "0") not in ("", "0")
         self.autotune = bool(autotune)
@@ -645,8 +638,31 @@ class TritonBackend:
         #: ``(direction, batch, dtype, device) -> {"config": KernelConfig, "times_ms": [...]}``
         self.tuned: Dict[tuple, dict] = {}
 
+    @property
+    def config(self) -> Optional[KernelConfig]:
+        """The explicit launch config (``None``: the default, or autotuned, per call)."""
+        return self._config_given
+
+    @config.setter
+    def config(self, value: Optional[KernelConfig]) -> None:
+        if value is not None and not isinstance(value, KernelConfig):
+            raise TypeError(f"config must be a KernelConfig or None, got {type(value).__name__}")
+        self._config_given = value
+        self._ready.clear()
+
+    @property
+    def autotune(self) -> bool:
+        return self._autotune
+
+    @autotune.setter
+    def autotune(self, value: bool) -> None:
+        self._autotune = bool(value)
+        self._ready.clear()
+
     def clear(self) -> None:
         self._cache.clear()
+        self._launches.clear()
+        self._ready.clear()
 
     # -- tables ---------------------------------------------------------------------------------
     def tables(self, table: torch.Tensor) -> dict:
@@ -673,7 +689,7 @@ class TritonBackend:
         kmin, kmax = _step_ranges(slope, icpt, vertical, self.grid)
         views, code, det_scale, det_shift, sdd = _view_table(self.grid, self.geometry)
         cached = dict(
-            shape=tuple(table.shape),
+            shape=tuple(table.shape), device=str(table.device),
             slope=slope.contiguous(), icpt=icpt.contiguous(),
             step=torch.where(vertical, step, -step).contiguous(),
             kmin=kmin.contiguous(), kmax=kmax.contiguous(),
@@ -779,168 +795,103 @@ class TritonBackend:
             n = max(1, min(n - 1, fits // tile * tile))
 
     # -- operators ------------------------------------------------------------------------------
-    def _run(self, name: str, t: torch.Tensor, trailing, table: torch.Tensor, tabs: dict,
-             out_shape, per_item: int, chunk) -> torch.Tensor:
-        """Check ``t``, then apply ``chunk(t_part, out_part, tabs, V, D, config)`` to batch
-        chunks small enough that every tensor the kernels index has fewer than ``2**31``
-        elements (``per_item`` of them per image, the batch padded to the launch's tiles) and
-        that the launch grid's batch axis stays within CUDA's 65535; ``tabs``:
-        :meth:`tables` of ``table``."""
+    #: Prepared launches kept per backend before the caches start over (a few batch sizes
+    #: per operator is usual; a loop over many batch sizes must not grow them without bound).
+    _MAX_PREPARED = 64
+
+    def _launch(self, direction: str, n: int, dtype: torch.dtype, tabs: dict,
+                cfg: KernelConfig) -> PreparedLaunch:
+        """The prepared launch of ``n`` images of ``dtype`` with ``cfg`` (cached)."""
+        key = (direction, n, dtype, cfg, tabs["device"])
+        launch = self._launches.get(key)
+        if launch is None:
+            from . import triton_kernels as K
+            image, rays = self._image, self._rays
+            if direction == "forward":
+                launch = forward_launch(K.joseph_forward_kernel, n, dtype, cfg, image, rays,
+                                        tabs)
+            else:
+                launch = adjoint_launch(K, n, dtype, cfg, image, rays, tabs,
+                                        lambda th, tw: self.counts(tabs, th, tw))
+            if len(self._launches) >= self._MAX_PREPARED:
+                self._launches.clear()
+            self._launches[key] = launch
+        return launch
+
+    def _run(self, direction: str, name: str, t: torch.Tensor, trailing, table: torch.Tensor,
+             out_shape, per_item: int) -> torch.Tensor:
+        """Check ``t``, then launch the kernels of ``direction`` on batch chunks small enough
+        that every tensor the kernels index has fewer than ``2**31`` elements (``per_item`` of
+        them per image, the batch padded to the launch's tiles) and that the launch grid's
+        batch axis stays within CUDA's 65535. A call that takes one launch leaves it in
+        ``_ready`` for the next call of the same shape, dtype and device."""
         self._check(name, t, trailing)
-        _, v, d = table.shape
+        tabs = self.tables(table)
         fits = _INT32_LIMIT // max(1, per_item)
         if fits < 1:
+            v, d = tabs["shape"][1:]
             raise ValueError(
                 f"{name}: one image needs {per_item} elements in the triton kernels' copies, "
                 f"more than the 2**31 - 1 their int32 offsets reach ({self.grid.shape[0]}x"
                 f"{self.grid.shape[1]} pixels, {v}x{d} rays); use backend='torch' for this "
                 "size")
         out = torch.empty(t.shape[0], *out_shape, dtype=t.dtype, device=t.device)
-        direction = "forward" if name == "x" else "adjoint"
         with _on_device(t.device):
             start = 0
             while start < t.shape[0]:
                 rest = t[start:]
 
                 def run(n, start=start):
-                    return lambda c: chunk(t[start:start + n], out[start:start + n], tabs, v,
-                                           d, c)
+                    return lambda c: self._launch(direction, n, t.dtype, tabs, c)(
+                        t[start:start + n], out[start:start + n])
 
                 n, cfg = self._chunk_size(direction, rest, fits, run)
-                chunk(t[start:start + n], out[start:start + n], tabs, v, d, cfg)
+                launch = self._launch(direction, n, t.dtype, tabs, cfg)
+                launch(t[start:start + n], out[start:start + n])
+                if n == t.shape[0] and self._settled(direction, n, t):
+                    if len(self._ready) >= self._MAX_PREPARED:
+                        self._ready.clear()
+                    self._ready[(direction, t.shape, t.dtype, t.device)] = launch
                 start += n
+        return out
+
+    def _settled(self, direction: str, n: int, t: torch.Tensor) -> bool:
+        """Whether the launch for ``n`` images is final (not awaiting an autotune run)."""
+        return (self.config is not None or not self.autotune
+                or (direction, n, t.dtype, str(t.device)) in self.tuned)
+
+    def _ready_call(self, direction: str, t: torch.Tensor, out_shape) -> Optional[torch.Tensor]:
+        """The call through its prepared launch, when an earlier call of the same shape, dtype
+        and device left one (``None`` otherwise)."""
+        launch = self._ready.get((direction, t.shape, t.dtype, t.device))
+        if launch is None:
+            return None
+        out = torch.empty((t.shape[0],) + out_shape, dtype=t.dtype, device=t.device)
+        if t.device.type == "cuda":
+            with torch.cuda.device(t.device):
+                launch(t, out)
+        else:
+            launch(t, out)
         return out
 
     def forward(self, x: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
         """Project ``x`` ``(B, H, W)`` to ``(B, V, D)`` (line integrals, Joseph's method)."""
-        h, w = self.grid.shape
-        _, v, d = table.shape
-        per_item = forward_elements_per_image(h, w, v, d)
-        return self._run("x", x, (h, w), table, self.tables(table), (v, d), per_item,
-                         self._forward_chunk)
-
-    def _forward_chunk(self, x, out, tabs, v, d, cfg: KernelConfig):
-        from . import triton_kernels as K
-        h, w = self.grid.shape
-        b = x.shape[0]
-        layout = cfg.layout if b > 1 else "plain"
-        halves = 2 if cfg.transposed else 1
-        framed = cfg.framed and cfg.transposed
-        f = 2 if framed else 0  # zero columns around each row of the cross axis
-        size = max(h * (w + f), w * (h + f))  # pixels of each half (the larger, transposed)
-        x_plane_q = 1
-        if layout == "planar":
-            # (halves, G, pixels, group): planes of `group` images (zero-padded batch).
-            vec = min(_vector_width(x.dtype), cfg.group)
-            bp = _padded_batch(b, cfg.b_block, cfg.group)
-            planes = bp // cfg.group
-            xs = x.new_zeros(halves, planes, size, cfg.group)
-            _copy_planar(xs[0, :, :h * (w + f)].view(planes, h, w + f, cfg.group)
-                         [:, :, f // 2:f // 2 + w], x)
-            if cfg.transposed:
-                _copy_planar(xs[1, :, :w * (h + f)].view(planes, w, h + f, cfg.group)
-                             [:, :, f // 2:f // 2 + h], x.transpose(1, 2))
-            x_pix_q, x_b = cfg.group // vec, 1
-            x_plane_q = size * x_pix_q
-            x_half_q = planes * x_plane_q
-            even = bp % cfg.b_block == 0
-        elif layout == "channels_last":
-            # (halves, pixels, Bp): image (H, W) then its transpose (W, H), batch innermost and
-            # padded with zeros to Bp, a multiple of 4 and of the batch tile.
-            vec = _vector_width(x.dtype)
-            bp = _padded_batch(b, cfg.b_block, vec)
-            empty = bp == b and not framed
-            xs = (x.new_empty if empty else x.new_zeros)(halves, size, bp)
-            xs[0, :h * (w + f), :b].view(h, w + f, b)[:, f // 2:f // 2 + w].copy_(
-                x.permute(1, 2, 0))
-            if cfg.transposed:
-                xs[1, :w * (h + f), :b].view(w, h + f, b)[:, f // 2:f // 2 + h].copy_(
-                    x.permute(2, 1, 0))
-            x_pix_q, x_b, x_half_q = bp // vec, 1, size * bp // vec
-            even = bp % cfg.b_block == 0
-        else:  # (halves, B, pixels)
-            xs = (x.new_zeros if framed else x.new_empty)(halves, b, size)
-            xs[0, :, :h * (w + f)].view(b, h, w + f)[:, :, f // 2:f // 2 + w].copy_(x)
-            if cfg.transposed:
-                xs[1, :, :w * (h + f)].view(b, w, h + f)[:, :, f // 2:f // 2 + h].copy_(
-                    x.transpose(1, 2))
-            vec, x_pix_q, x_b, x_half_q = 1, 1, size, b * size
-            even = b % cfg.b_block == 0
-        dtype = _accumulator(x.dtype)
-        grid = (_cdiv(v, cfg.view_block) * _cdiv(d, cfg.det_block), _cdiv(b, cfg.b_block))
-        K.joseph_forward_kernel[grid](
-            xs, out, tabs["slope"], tabs["icpt"], tabs["step"], tabs["kmin"], tabs["kmax"],
-            v, d, b, w, h, x_pix_q, x_b, x_half_q, x_plane_q, 1, v * d,
-            VIEW_BLOCK=cfg.view_block, DET_BLOCK=cfg.det_block, GROUP=cfg.group,
-            GROUPS=cfg.groups, TRANSPOSED=cfg.transposed, VEC=vec, EVEN_B=even, DTYPE=dtype,
-            FRAMED=framed, PLANAR=layout == "planar", num_warps=cfg.num_warps)
+        x = x.contiguous()
+        rays = self._rays
+        out = self._ready_call("forward", x, rays)
+        if out is not None:
+            return out
+        return self._run("forward", "x", x, self._image, table, rays,
+                         forward_elements_per_image(*self._image, *rays))
 
     def adjoint(self, y: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
         """Back-project ``y`` ``(B, V, D)`` to ``(B, H, W)`` (exact adjoint of :meth:`forward`)."""
-        _, v, d = table.shape
-        h, w = self.grid.shape
-        tabs = self.tables(table)
-        frame = tabs["parallel_frame"]  # at most this many rays of frame
-        return self._run("y", y, (v, d), table, tabs, (h, w),
-                         adjoint_elements_per_image(h, w, v, d, frame),
-                         self._adjoint_chunk)
-
-    def _adjoint_chunk(self, y, out, tabs, v, d, cfg: KernelConfig):
-        from . import triton_kernels as K
-        h, w = self.grid.shape
-        b = y.shape[0]
-        layout = cfg.layout if b > 1 else "plain"
-        affine = (cfg.parallel_adjoint == "affine" and tabs["parallel_affine"]
-                  and y.dtype != torch.float64)
-        # v4: zero rays around every view for the parallel kernel's unmasked loads.
-        frame = tabs["parallel_frame"] if affine and cfg.adjoint_frame else 0
-        row = d + 2 * frame  # rays per view in the copy
-        y_plane_q = 1
-        if layout == "planar":  # (G, V, row, group), zero-padded batch as in the forward
-            vec = min(_vector_width(y.dtype), cfg.group)
-            bp = _padded_batch(b, cfg.b_block, cfg.group)
-            planes = bp // cfg.group
-            ys = (y.new_zeros if bp != b or frame else y.new_empty)(planes, v, row, cfg.group)
-            _copy_planar(ys[:, :, frame:frame + d], y)
-            y_ray_q, y_b = cfg.group // vec, 1
-            y_plane_q = v * row * y_ray_q
-            even = bp % cfg.b_block == 0
-        elif layout == "channels_last":  # (V, row, Bp), zero-padded batch as in the forward
-            vec = _vector_width(y.dtype)
-            bp = _padded_batch(b, cfg.b_block, vec)
-            ys = (y.new_zeros if bp != b or frame else y.new_empty)(v, row, bp)
-            ys[:, frame:frame + d, :b].copy_(y.permute(1, 2, 0))
-            y_ray_q, y_b = bp // vec, 1
-            even = bp % cfg.b_block == 0
-        else:  # (B, V, row)
-            if frame:
-                ys = y.new_zeros(b, v, row)
-                ys[:, :, frame:frame + d].copy_(y)
-            else:
-                ys = y.contiguous()
-            vec, y_ray_q, y_b = 1, 1, v * row
-            even = b % cfg.b_block == 0
-        dtype = _accumulator(y.dtype)
-        grid = (_cdiv(h, cfg.tile_h) * _cdiv(w, cfg.tile_w), _cdiv(b, cfg.b_block))
-        if affine:
-            pview, count = tabs["parallel"]
-            K.joseph_adjoint_parallel_kernel[grid](
-                ys, out, pview, count, v, d, b, h, w, y_ray_q, y_b, y_plane_q, 1, h * w, frame,
-                TILE_H=cfg.tile_h, TILE_W=cfg.tile_w, GROUP=cfg.group, GROUPS=cfg.groups,
-                VEC=vec, EVEN_B=even, DTYPE=dtype, PLANAR=layout == "planar",
-                FRAMED=frame > 0, num_warps=cfg.num_warps)
-            return
-        from_table = cfg.adjoint_count == "table"
-        counts = self.counts(tabs, cfg.tile_h, cfg.tile_w) if from_table else tabs["kmin"]
-        per_tile = from_table and counts.dim() == 2  # fan beam: (V, tiles); parallel: (V,)
-        count_v_stride, count_t_stride = (counts.shape[1], 1) if per_tile else (1, 0)
-        K.joseph_adjoint_kernel[grid](
-            ys, out, tabs["slope"], tabs["icpt"], tabs["step"], tabs["views"],
-            counts, count_v_stride, count_t_stride,
-            v, d, b, h, w, y_ray_q, y_b, y_plane_q, 1, h * w,
-            tabs["det_scale"], tabs["det_shift"], tabs["sdd"],
-            TILE_H=cfg.tile_h, TILE_W=cfg.tile_w, GROUP=cfg.group, GROUPS=cfg.groups,
-            GEOM=tabs["geom"],
-            PAD=K.CANDIDATE_PAD, VEC=vec, EVEN_B=even, DTYPE=dtype,
-            COUNT_FROM_TABLE=from_table, PLANAR=layout == "planar", CLAMPED=cfg.adjoint_frame,
-            num_warps=cfg.num_warps)
+        y = y.contiguous()
+        image = self._image
+        out = self._ready_call("adjoint", y, image)
+        if out is not None:
+            return out
+        rays = self._rays
+        frame = self.tables(table)["parallel_frame"]  # at most this many rays of frame
+        return self._run("adjoint", "y", y, rays, table, image,
+                         adjoint_elements_per_image(*image, *rays, frame))

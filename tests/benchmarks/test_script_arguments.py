@@ -170,3 +170,29 @@ def test_scripts_without_triton_say_so(script, argv, nvidia, tmp_path):
     assert proc.stderr.splitlines() == [
         f"{script} needs Triton >= {floor}{what} (pip install triton==3.8.0): triton cannot be "
         "imported (ImportError: blocked for this test)"]
+
+
+def test_gpu_call_profile_breakdown_runs_on_the_cpu_with_stubbed_kernels(monkeypatch):
+    """The GPU script's host breakdown, on CPU tensors with the kernels replaced by no-ops
+    (its CUDA-only parts are the device and the synchronisation): every row is there."""
+    import torch
+    pytest.importorskip("triton")
+    monkeypatch.syspath_prepend(str(BENCH.parent))
+    from benchmarks import gpu_call_profile
+    from operators.backends import triton_backend as TB
+    from operators.backends import triton_kernels as K
+    # CPU tensors pass the backend's checks; TRITON_INTERPRET itself stays unset, so that the
+    # kernels' module stays compilable for the tests that compile it in this process.
+    monkeypatch.setattr(TB, "_interpreting", lambda: True)
+
+    class NoKernel:
+        def __getitem__(self, grid):
+            return lambda *args, **kwargs: None
+
+    for name in ("joseph_forward_kernel", "joseph_adjoint_kernel",
+                 "joseph_adjoint_parallel_kernel"):
+        monkeypatch.setattr(K, name, NoKernel())
+    rows, (a, x, y) = gpu_call_profile.breakdown("tiny", 8, 4, 11, 4, 3, torch.device("cpu"))
+    assert [r[1] for r in rows] == ["forward"] * 6 + ["adjoint"] * 6
+    assert all(r[3] > 0 and r[4] >= r[3] for r in rows)
+    assert x.shape == (4, 8, 8) and y.shape == (4, 4, 11)

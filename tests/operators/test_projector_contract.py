@@ -122,6 +122,35 @@ def test_vmap_and_jvp():
     assert torch.allclose(tangent, a(t), atol=1e-12)
 
 
+def test_forward_mode_ad_with_dual_tensors():
+    """``torch.autograd.forward_ad`` (no functorch transform): the eager path sees the open
+    dual level and goes through the autograd function's ``jvp``, for ``A`` and ``A^T``, also
+    for an input that does not require grad."""
+    import torch.autograd.forward_ad as fwAD
+    a = make("fan-flat-odd-sparse")
+    x, t = rand((2, *a.domain_shape), seed=16), rand((2, *a.domain_shape), seed=17)
+    y, s = rand((2, *a.range_shape), seed=18), rand((2, *a.range_shape), seed=19)
+    with fwAD.dual_level():
+        out = fwAD.unpack_dual(a(fwAD.make_dual(x, t)))
+        back = fwAD.unpack_dual(a.T(fwAD.make_dual(y, s)))
+    assert out.tangent is not None and back.tangent is not None
+    assert torch.allclose(out.primal, a(x), atol=1e-12)
+    assert torch.allclose(out.tangent, a(t), atol=1e-12)
+    assert torch.allclose(back.tangent, a.T(s), atol=1e-12)
+
+
+def test_calls_without_gradients_build_no_graph_and_calls_with_do():
+    a = make("parallel-full-odd-sparse")
+    x = rand((2, *a.domain_shape), seed=20)
+    assert a(x).grad_fn is None and a.T(a(x)).grad_fn is None
+    xg = x.clone().requires_grad_()
+    assert a(xg).grad_fn is not None
+    with torch.no_grad():
+        assert a(xg).grad_fn is None
+    (g,) = torch.autograd.grad(a(xg).sum(), xg)
+    assert torch.allclose(g, a.T(torch.ones(2, *a.range_shape, dtype=x.dtype)), atol=1e-12)
+
+
 def test_state_dict_round_trip_and_geometry_guard():
     a = make("parallel-full-odd-sparse")
     b = make("parallel-full-odd-torch")

@@ -545,22 +545,6 @@ def test_an_image_beyond_the_int32_offsets_is_refused_and_auto_takes_torch(recor
     assert select_backend(torch.device("cuda"), op.ImageGrid(grid), geometry) != "triton"
 
 
-def test_copy_planar_places_image_b_in_plane_b_div_group():
-    """The planar layout (v4): image ``b = g group + l`` of the batch lands in plane ``g`` at
-    lane ``l``, with a partial last plane left as allocated (zeros)."""
-    from operators.backends.triton_backend import _copy_planar
-    src = torch.arange(6 * 2 * 3, dtype=torch.float32).reshape(6, 2, 3)
-    dst = torch.zeros(2, 2, 3, 4)
-    _copy_planar(dst, src)
-    for b in range(6):
-        assert torch.equal(dst[b // 4, :, :, b % 4], src[b])
-    assert torch.equal(dst[1, :, :, 2:], torch.zeros(2, 3, 2))
-    # Into a strided view (the framed rows of the forward's copy).
-    framed = torch.zeros(2, 2, 5, 4)
-    _copy_planar(framed[:, :, 1:4], src)
-    assert torch.equal(framed[0, :, 1:4, 3], src[3]) and framed[:, :, 0].abs().sum() == 0
-
-
 def test_v1_batch_8_launch_synchronises_in_every_step(static):
     """v1's batch-8 launch (the P512 case that failed on the GPU) moved every step's
     coefficients between threads through shared memory, with barriers: the check above is

@@ -1,0 +1,221 @@
+"""Prepared launches of the Triton kernels (``operators.backends.triton_launch``): where the
+layout copy puts every input element, and when the backend reuses a prepared launch.
+
+The layout tests compare each buffer with one built element by element from the kernels'
+addressing (``KernelConfig`` documents the layouts); the reuse tests replace the kernels by
+recorders, so no Triton code runs and no GPU is needed.
+"""
+
+from __future__ import annotations
+
+import itertools
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("triton")
+
+import operators as op  # noqa: E402
+from operators.backends import triton_backend as TB  # noqa: E402
+from operators.backends import triton_launch as TL  # noqa: E402
+from operators.backends.triton_backend import KernelConfig  # noqa: E402
+
+
+class Recorder:
+    """Stands in for a ``@triton.jit`` kernel: ``kernel[grid](*args, **kwargs)`` records."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __getitem__(self, grid):
+        return lambda *args, **kwargs: self.calls.append((grid, args, kwargs))
+
+
+class Kernels:
+    """Stands in for the module ``triton_kernels`` in :func:`adjoint_launch`."""
+    CANDIDATE_PAD = 0.5
+
+    def __init__(self):
+        self.joseph_adjoint_parallel_kernel = Recorder()
+        self.joseph_adjoint_kernel = Recorder()
+
+
+def _tables(frame=0, affine=False):
+    return dict(slope=None, icpt=None, step=None, kmin=torch.zeros(3, dtype=torch.int32),
+                kmax=None, views=None, geom=0, det_scale=1.0, det_shift=0.0, sdd=0.0,
+                parallel_affine=affine, parallel_frame=frame,
+                parallel=(torch.zeros(3, 6), torch.ones(3, dtype=torch.int32)))
+
+
+def _configs(b):
+    cfgs = [KernelConfig.default(b), KernelConfig.v3(b), KernelConfig.one_per_thread(b),
+            KernelConfig.v1(b), KernelConfig.planar(b).replace(framed=False),
+            KernelConfig.planar(b).replace(transposed=False)]
+    return list(dict.fromkeys(cfgs))
+
+
+def _expected_forward(x, launch, cfg, h, w):
+    """The forward's layout buffer, element by element."""
+    b = x.shape[0]
+    buf = np.zeros(launch.buffer_shape, dtype=np.float64)
+    layout = cfg.layout if b > 1 else "plain"
+    f = 2 if cfg.framed and cfg.transposed else 0
+    for i, r, c in itertools.product(range(b), range(h), range(w)):
+        p0, p1 = r * (w + f) + c + f // 2, c * (h + f) + r + f // 2  # pixel in each half
+        halves = [(0, p0)] + ([(1, p1)] if cfg.transposed else [])
+        for half, p in halves:
+            if layout == "planar":
+                buf[half, i // cfg.group, p, i % cfg.group] = x[i, r, c]
+            elif layout == "channels_last":
+                buf[half, p, i] = x[i, r, c]
+            else:
+                buf[half, i, p] = x[i, r, c]
+    return buf
+
+
+def _expected_adjoint(y, launch, cfg, frame):
+    b, v, d = y.shape
+    buf = np.zeros(launch.buffer_shape, dtype=np.float64)
+    layout = cfg.layout if b > 1 else "plain"
+    for i, k, j in itertools.product(range(b), range(v), range(d)):
+        if layout == "planar":
+            buf[i // cfg.group, k, j + frame, i % cfg.group] = y[i, k, j]
+        elif layout == "channels_last":
+            buf[k, j + frame, i] = y[i, k, j]
+        else:
+            buf[i, k, j + frame] = y[i, k, j]
+    return buf
+
+
+def _copied(launch):
+    return sum(int(np.prod(size)) for size, *_ in launch.copies)
+
+
+@pytest.mark.parametrize("b", [1, 3, 6, 8, 9])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_forward_layout_places_every_pixel(b, dtype):
+    h, w, rays = 3, 5, (4, 7)  # non-square: the transposed half differs from the image
+    x = torch.arange(1, b * h * w + 1, dtype=torch.float64).reshape(b, h, w).to(dtype)
+    for cfg in _configs(b):
+        launch = TL.forward_launch(Recorder(), b, dtype, cfg, (h, w), rays, _tables())
+        buf = launch.layout(x)
+        assert buf.dtype == dtype and tuple(buf.shape) == launch.buffer_shape
+        expected = _expected_forward(x.double().numpy(), launch, cfg, h, w)
+        assert np.array_equal(buf.double().numpy(), expected), cfg
+        if not launch.zero:  # an uninitialised buffer must be written everywhere
+            assert _copied(launch) == buf.numel(), cfg
+
+
+@pytest.mark.parametrize("b", [1, 3, 6, 8, 9])
+@pytest.mark.parametrize("frame", [0, 2])
+def test_adjoint_layout_places_every_ray(b, frame):
+    v, d = 3, 5
+    y = torch.arange(1, b * v * d + 1, dtype=torch.float32).reshape(b, v, d)
+    for cfg in _configs(b):
+        launch = TL.adjoint_launch(Kernels(), b, torch.float32, cfg, (4, 4), (v, d),
+                                   _tables(frame, affine=frame > 0),
+                                   lambda th, tw: torch.zeros(v, 1, dtype=torch.int32))
+        buf = launch.layout(y)
+        used = frame if cfg.parallel_adjoint == "affine" and cfg.adjoint_frame else 0
+        if launch.buffer_shape is None:  # plain, unframed: the kernel reads y itself
+            assert buf is y and used == 0 and (cfg.layout == "plain" or b == 1)
+            continue
+        expected = _expected_adjoint(y.double().numpy(), launch, cfg, used)
+        assert np.array_equal(buf.double().numpy(), expected), cfg
+        if not launch.zero:
+            assert _copied(launch) == buf.numel(), cfg
+
+
+def test_adjoint_launch_picks_the_kernel_and_frame():
+    k = Kernels()
+    cfg = KernelConfig.default(8)
+    affine = TL.adjoint_launch(k, 8, torch.float32, cfg, (4, 4), (3, 5), _tables(2, True),
+                               None)
+    assert affine.kernel is k.joseph_adjoint_parallel_kernel and affine.args[-1] == 2
+    generic = TL.adjoint_launch(k, 8, torch.float64, cfg, (4, 4), (3, 5), _tables(2, True),
+                                lambda th, tw: torch.zeros(3, 2, dtype=torch.int32))
+    assert generic.kernel is k.joseph_adjoint_kernel and generic.buffer_shape[2] == 5
+
+
+# -- reuse of prepared launches by the backend ------------------------------------------------
+
+@pytest.fixture
+def recorded(monkeypatch):
+    """An operator on the CPU whose Triton kernels are recorders. (``TRITON_INTERPRET`` stays
+    unset: the kernels' module, imported here, must stay compilable for the tests that
+    compile it for a GPU in this process.)"""
+    monkeypatch.setattr(TB, "_interpreting", lambda: True)  # CPU tensors pass the checks
+    from operators.backends import triton_kernels as K
+    kernels = {name: Recorder() for name in ("joseph_forward_kernel", "joseph_adjoint_kernel",
+                                             "joseph_adjoint_parallel_kernel")}
+    for name, rec in kernels.items():
+        monkeypatch.setattr(K, name, rec)
+    built = []
+    real = TB.forward_launch
+    monkeypatch.setattr(TB, "forward_launch", lambda *a, **k: built.append(a) or real(*a, **k))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        a = op.XRayTransform(op.ImageGrid((6, 6)), op.ParallelGeometry.full_scan(5, 9, 1.0),
+                             backend="triton")
+    return a, kernels, built
+
+
+def test_a_repeated_call_reuses_its_launch_with_the_new_input(recorded):
+    a, kernels, built = recorded
+    rec = kernels["joseph_forward_kernel"]
+    x1, x2 = torch.rand(4, 6, 6), torch.rand(4, 6, 6)
+    a(x1)
+    a(x2)
+    assert len(built) == 1 and len(rec.calls) == 2
+    (grid1, args1, kw1), (grid2, args2, kw2) = rec.calls
+    assert grid1 == grid2 and kw1 == kw2 and args1[2:] == args2[2:]
+    backend = a._backend_for(x1.device)
+    launch = backend._ready[("forward", x2.shape, x2.dtype, x2.device)]
+    assert torch.equal(args2[0], launch.layout(x2)) and not torch.equal(args2[0], args1[0])
+    assert args2[1].shape == (4, 5, 9)  # a new output for every call
+    a(torch.rand(2, 6, 6))  # another batch size: planned once more
+    assert len(built) == 2
+
+
+def test_moving_or_reconfiguring_the_backend_drops_prepared_launches(recorded):
+    a, kernels, built = recorded
+    x = torch.rand(4, 6, 6)
+    a(x)
+    backend = a._backend_for(x.device)
+    assert backend._ready and backend._launches
+    a.double()  # _apply -> clear(): the tables and launches belong to a device and dtype
+    assert not backend._ready and not backend._launches
+    a(x.double())
+    cfg = KernelConfig.v3(4)
+    backend.config = cfg
+    assert not backend._ready
+    a(x.double())
+    assert kernels["joseph_forward_kernel"].calls[-1][2]["VIEW_BLOCK"] == cfg.view_block
+    assert backend._ready[("forward", x.shape, torch.float64, x.device)].config == cfg
+
+
+def test_autotuned_launch_is_kept_only_once_tuned(recorded, monkeypatch):
+    a, kernels, built = recorded
+    backend = a._backend_for(torch.device("cpu"))
+    backend.autotune, backend.autotune_reps = True, 1
+    x = torch.rand(8, 6, 6)
+    monkeypatch.setattr(TB, "_time_ms", lambda fn, device, reps: (fn(), 1.0)[1])
+    a(x)
+    key = ("forward", 8, x.dtype, "cpu")
+    assert key in backend.tuned
+    assert backend._ready[("forward", x.shape, x.dtype, x.device)].config == \
+        backend.tuned[key]["config"]
+
+
+def test_kernel_config_is_an_immutable_value():
+    cfg = KernelConfig.default(32)
+    with pytest.raises(AttributeError, match="immutable"):
+        cfg.group = 2
+    assert cfg.replace(num_warps=8) != cfg and cfg.replace(num_warps=4) == cfg
+    assert hash(KernelConfig(**cfg.as_dict())) == hash(cfg)
+    with pytest.raises(TypeError, match="no field"):
+        cfg.replace(warps=8)
+    with pytest.raises(ValueError, match="num_warps"):
+        cfg.replace(num_warps=3)
