@@ -224,8 +224,9 @@ def apply_adjoint(y: torch.Tensor, op) -> torch.Tensor:
 
 
 class FixedAtConstruction:
-    """A layer's grid or geometry: set once in ``__init__``, read-only after (the layer's tables
-    are built from it, so a new value would leave them describing the old scan)."""
+    """A layer's grid, geometry or backend: set once in ``__init__``, read-only after (the
+    layer's tables and cached backends are built from it, so a new value would leave them
+    describing the old scan)."""
 
     def __set_name__(self, owner, name):
         self.name, self.slot = name, "_" + name
@@ -242,7 +243,7 @@ class FixedAtConstruction:
         if self.slot in obj.__dict__:
             cls = type(obj).__name__
             raise AttributeError(f"{cls}.{self.name} is fixed at construction (the layer's tables "
-                                 f"are built from it); build a new {cls} for another {self.name}")
+                                 f"and backends are built from it); build a new {cls} for another {self.name}")
         obj.__dict__[self.slot] = value
 
 
@@ -320,6 +321,7 @@ class XRayTransform(RegisteredOperator):
 
     grid = FixedAtConstruction()
     geometry = FixedAtConstruction()
+    backend = FixedAtConstruction()
 
     def __init__(self, grid: ImageGrid, geometry, backend: str = "auto",
                  check_inputs: bool = True):

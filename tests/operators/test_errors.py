@@ -216,3 +216,8 @@ def test_a_layers_scan_cannot_be_swapped_after_construction():
             layer.grid = ImageGrid(shape=(9, 9))
         for twin in (copy.deepcopy(layer), pickle.loads(pickle.dumps(layer))):
             assert twin.geometry == geom and twin.grid == grid
+    # The backend too: the operator caches which backend object serves each device.
+    a = layers[0]
+    with pytest.raises(AttributeError, match="XRayTransform.backend is fixed at construction"):
+        a.backend = "torch"
+    assert a.backend == "auto" and copy.deepcopy(a).backend == "auto"
