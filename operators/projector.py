@@ -304,7 +304,8 @@ class XRayTransform(RegisteredOperator):
         memory budget, else ``torch``), or one of ``"sparse"``, ``"torch"``, ``"triton"``,
         ``"torch-radon"``. See :mod:`operators.backends`.
     check_inputs : bool
-        Validate dtype, shape, device and finiteness of every input (one reduction per call).
+        Validate dtype, shape and device of every input, and the finiteness of CPU inputs (one
+        reduction per call; on a GPU it would make every call wait for the device).
 
     Shapes and dtypes
     -----------------
