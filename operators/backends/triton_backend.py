@@ -755,8 +755,8 @@ class TritonBackend:
         key = (direction, b, t.dtype, str(t.device))
         if key in self.tuned:
             return self.tuned[key]["config"]
-        if t.device.type == "cuda" and torch.cuda.is_current_stream_capturing():
-            return default  # no timing inside a CUDA-graph capture
+        if not self._can_time(t):
+            return default  # untuned, so not kept as the call's prepared launch (_settled)
         times = []
         candidates = [c for c in KernelConfig.candidates(b, t.dtype)
                       if self._padded_images(c, b, t.dtype) <= fits]
@@ -770,6 +770,12 @@ class TritonBackend:
         best = min(times, key=lambda item: item[1])[0]
         self.tuned[key] = {"config": best, "times_ms": [(c.as_dict(), ms) for c, ms in times]}
         return best
+
+    @staticmethod
+    def _can_time(t: torch.Tensor) -> bool:
+        """Whether launches on ``t``'s device can be timed now: not inside a CUDA-graph
+        capture."""
+        return not (t.device.type == "cuda" and torch.cuda.is_current_stream_capturing())
 
     @staticmethod
     def _padded_images(cfg: KernelConfig, batch: int, dtype: torch.dtype) -> int:
@@ -818,15 +824,15 @@ class TritonBackend:
             self._launches[key] = launch
         return launch
 
-    def _run(self, direction: str, name: str, t: torch.Tensor, trailing, table: torch.Tensor,
+    def _run(self, direction: str, name: str, t: torch.Tensor, trailing, tabs: dict,
              out_shape, per_item: int) -> torch.Tensor:
         """Check ``t``, then launch the kernels of ``direction`` on batch chunks small enough
         that every tensor the kernels index has fewer than ``2**31`` elements (``per_item`` of
         them per image, the batch padded to the launch's tiles) and that the launch grid's
         batch axis stays within CUDA's 65535. A call that takes one launch leaves it in
-        ``_ready`` for the next call of the same shape, dtype and device."""
+        ``_ready`` for the next call of the same shape, dtype and device; ``tabs``:
+        :meth:`tables` of the call's ray table."""
         self._check(name, t, trailing)
-        tabs = self.tables(table)
         fits = _INT32_LIMIT // max(1, per_item)
         if fits < 1:
             v, d = tabs["shape"][1:]
@@ -867,10 +873,7 @@ class TritonBackend:
         if launch is None:
             return None
         out = torch.empty((t.shape[0],) + out_shape, dtype=t.dtype, device=t.device)
-        if t.device.type == "cuda":
-            with torch.cuda.device(t.device):
-                launch(t, out)
-        else:
+        with _on_device(t.device):
             launch(t, out)
         return out
 
@@ -881,7 +884,7 @@ class TritonBackend:
         out = self._ready_call("forward", x, rays)
         if out is not None:
             return out
-        return self._run("forward", "x", x, self._image, table, rays,
+        return self._run("forward", "x", x, self._image, self.tables(table), rays,
                          forward_elements_per_image(*self._image, *rays))
 
     def adjoint(self, y: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
@@ -892,6 +895,7 @@ class TritonBackend:
         if out is not None:
             return out
         rays = self._rays
-        frame = self.tables(table)["parallel_frame"]  # at most this many rays of frame
-        return self._run("adjoint", "y", y, rays, table, image,
+        tabs = self.tables(table)
+        frame = tabs["parallel_frame"]  # at most this many rays of frame
+        return self._run("adjoint", "y", y, rays, tabs, image,
                          adjoint_elements_per_image(*image, *rays, frame))

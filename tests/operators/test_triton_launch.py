@@ -166,13 +166,17 @@ def recorded(monkeypatch):
     return a, kernels, built
 
 
-def test_a_repeated_call_reuses_its_launch_with_the_new_input(recorded):
+def test_a_repeated_call_reuses_its_launch_with_the_new_input(recorded, monkeypatch):
     a, kernels, built = recorded
     rec = kernels["joseph_forward_kernel"]
+    planned = []  # calls that went through the checks, chunking and config choice
+    real_run = TB.TritonBackend._run
+    monkeypatch.setattr(TB.TritonBackend, "_run",
+                        lambda self, *args: planned.append(args[0]) or real_run(self, *args))
     x1, x2 = torch.rand(4, 6, 6), torch.rand(4, 6, 6)
     a(x1)
     a(x2)
-    assert len(built) == 1 and len(rec.calls) == 2
+    assert len(built) == 1 and len(rec.calls) == 2 and planned == ["forward"]
     (grid1, args1, kw1), (grid2, args2, kw2) = rec.calls
     assert grid1 == grid2 and kw1 == kw2 and args1[2:] == args2[2:]
     backend = a._backend_for(x1.device)
@@ -180,7 +184,7 @@ def test_a_repeated_call_reuses_its_launch_with_the_new_input(recorded):
     assert torch.equal(args2[0], launch.layout(x2)) and not torch.equal(args2[0], args1[0])
     assert args2[1].shape == (4, 5, 9)  # a new output for every call
     a(torch.rand(2, 6, 6))  # another batch size: planned once more
-    assert len(built) == 2
+    assert len(built) == 2 and planned == ["forward", "forward"]
 
 
 def test_moving_or_reconfiguring_the_backend_drops_prepared_launches(recorded):
@@ -201,16 +205,22 @@ def test_moving_or_reconfiguring_the_backend_drops_prepared_launches(recorded):
 
 
 def test_autotuned_launch_is_kept_only_once_tuned(recorded, monkeypatch):
+    """Where the candidates cannot be timed (inside a CUDA-graph capture) a call takes the
+    default launch untuned and must not keep it; the next call that can time them tunes, and
+    keeps the tuned launch."""
     a, kernels, built = recorded
     backend = a._backend_for(torch.device("cpu"))
     backend.autotune, backend.autotune_reps = True, 1
     x = torch.rand(8, 6, 6)
+    key, ready = ("forward", 8, x.dtype, "cpu"), ("forward", x.shape, x.dtype, x.device)
     monkeypatch.setattr(TB, "_time_ms", lambda fn, device, reps: (fn(), 1.0)[1])
+    monkeypatch.setattr(TB.TritonBackend, "_can_time", staticmethod(lambda t: False))
     a(x)
-    key = ("forward", 8, x.dtype, "cpu")
+    assert key not in backend.tuned and ready not in backend._ready
+    monkeypatch.setattr(TB.TritonBackend, "_can_time", staticmethod(lambda t: True))
+    a(x)
     assert key in backend.tuned
-    assert backend._ready[("forward", x.shape, x.dtype, x.device)].config == \
-        backend.tuned[key]["config"]
+    assert backend._ready[ready].config == backend.tuned[key]["config"]
 
 
 def test_kernel_config_is_an_immutable_value():
