@@ -1,8 +1,8 @@
 """Command line: ``python -m experiments list | run NAME|all | report``.
 
 Exit codes: 0 success; 1 one or more experiments failed (the others still ran); 2 a bad argument
-(unknown experiment, unwritable output folder, unavailable device, bad seed count), with a
-message naming the argument; 130 interrupted (Ctrl-C: the run is marked "interrupted" and the
+(unknown experiment, unwritable output folder, unavailable device, bad seed count, a ``--set``
+field the config lacks or a value it refuses), with a message naming the argument; 130 interrupted (Ctrl-C: the run is marked "interrupted" and the
 same command resumes it).
 """
 
@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from . import registry
+from .overrides import OverrideError, parse_overrides
 from .runner import DEFAULT_PRESET, RunnerError, run_all, run_experiment
 
 DEFAULT_OUT = Path("runs")
@@ -54,6 +55,11 @@ def _parser() -> argparse.ArgumentParser:
                      help="run with seeds 0..N-1 (default: the experiment's own default, or 1)")
     run.add_argument("--force", action="store_true",
                      help="rerun from scratch even if finished results or checkpoints exist")
+    run.add_argument("--set", dest="overrides", action="append", default=[],
+                     metavar="FIELD=VALUE",
+                     help="change one field of the preset's config (repeatable; one experiment "
+                          "only), e.g. --set max_steps=1000; tuples comma-separated, none for "
+                          "None (see experiments/overrides.py)")
 
     report = sub.add_parser("report", help="write OUT/index.html and OUT/REPORT.md")
     report.add_argument("--out", type=_folder, default=DEFAULT_OUT, help="output root (default: runs)")
@@ -88,12 +94,20 @@ def _cmd_list() -> int:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     try:
+        overrides = parse_overrides(args.overrides)
+    except OverrideError as exc:
+        return _usage_error(f"argument --set: {exc}")
+    if overrides and args.name == "all":
+        return _usage_error("argument --set: the experiments' configs have different fields; "
+                            "name one experiment")
+    try:
         if args.name == "all":
             outcomes = run_all(args.out, preset=args.preset, device=args.device, seeds=args.seeds,
                                force=args.force)
         else:
             outcomes = [run_experiment(args.name, args.out, preset=args.preset,
-                                       device=args.device, seeds=args.seeds, force=args.force)]
+                                       device=args.device, seeds=args.seeds, force=args.force,
+                                       overrides=overrides)]
     except RunnerError as exc:
         return _usage_error(str(exc))
     except registry.UnknownExperimentError as exc:

@@ -22,10 +22,11 @@ import os
 import platform
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 from urllib.parse import quote
 
 from . import registry
+from .overrides import preset_label
 from .common import read_json, write_bytes_atomic
 
 __all__ = ["ExperimentRecord", "collect", "flatten_metrics", "format_value", "claims_table",
@@ -231,6 +232,12 @@ def flatten_metrics(metrics: Dict[str, Any], prefix: str = "",
     return rows
 
 
+def _preset(config: Optional[Mapping[str, Any]]) -> str:
+    """The run's preset as the report shows it, with the fields ``--set`` changed."""
+    config = config or {}
+    return preset_label(config.get("preset", "-"), config.get("overrides"))
+
+
 def claims_table(records: Sequence[ExperimentRecord]) -> List[Tuple[str, str, str, bool, str]]:
     """All claims: ``(experiment, preset, claim, held, numbers as text)``, in report order.
 
@@ -238,7 +245,7 @@ def claims_table(records: Sequence[ExperimentRecord]) -> List[Tuple[str, str, st
     """
     rows = []
     for rec in records:
-        preset = str((rec.config or {}).get("preset", "-"))
+        preset = _preset(rec.config)
         for c in rec.claims:
             numbers = c.get("numbers") or {}
             text = ", ".join(f"{k} = {format_value(v)}" for k, v in numbers.items()) \
@@ -260,14 +267,16 @@ def _summary_rows(records: Sequence[ExperimentRecord]) -> List[Tuple[str, ...]]:
         cfg = rec.config or {}
         claims = rec.claims
         held = f"{sum(bool(c.get('held')) for c in claims)} / {len(claims)}" if claims else "-"
-        rows.append((rec.name, rec.status, str(cfg.get("preset", "-")), _wall(rec), held))
+        rows.append((rec.name, rec.status, _preset(cfg), _wall(rec), held))
     return rows
 
 
 def _details(rec: ExperimentRecord) -> List[Tuple[str, str]]:
     cfg = rec.config or {}
     out = []
-    for label, key in (("preset", "preset"), ("device", "device"), ("seeds", "seeds"),
+    if cfg.get("preset") is not None:
+        out.append(("preset", _preset(cfg)))
+    for label, key in (("device", "device"), ("seeds", "seeds"),
                        ("started", "started"), ("package", "package_version"),
                        ("torch", "torch_version"), ("git commit", "git_commit")):
         if cfg.get(key) is not None:

@@ -57,6 +57,7 @@ from recon.training.atomic import probe_writable, remove_stale_temporaries_in
 
 from . import registry
 from .common import read_json, to_jsonable, write_json_atomic
+from .overrides import OverrideError, apply_overrides, preset_label
 
 __all__ = ["RunnerError", "RunOutcome", "resolve_device", "prepare_output", "resolve_seeds",
            "run_experiment", "run_all", "environment_info"]
@@ -290,13 +291,17 @@ def _previous_attempts(stored: Optional[Mapping[str, Any]]) -> List[Dict[str, An
     return earlier + [{k: stored.get(k) for k in _ATTEMPT_FIELDS if k in stored}]
 
 
-def _describe_difference(stored: Mapping[str, Any], identity: Mapping[str, Any]) -> str:
-    """What differs between a stored run and the one asked for, in words."""
-    def describe(run):
-        return f"preset {run.get('preset', '?')}, seeds {run.get('seeds', '?')}"
-    if describe(stored) != describe(identity):
-        return f"{describe(stored)}; this one: {describe(identity)}"
-    return (f"{describe(stored)}, with other settings: the preset's config has changed since "
+def _describe_difference(stored: Mapping[str, Any], identity: Mapping[str, Any],
+                         overrides: Optional[Mapping[str, str]] = None) -> str:
+    """What differs between a stored run and the one asked for (with ``overrides``), in
+    words."""
+    def describe(run, changed):
+        return f"preset {preset_label(run.get('preset', '?'), changed)}, seeds " \
+               f"{run.get('seeds', '?')}"
+    before, now = describe(stored, stored.get("overrides")), describe(identity, overrides)
+    if before != now:
+        return f"{before}; this one: {now}"
+    return (f"{before}, with other settings: the preset's config has changed since "
             "(another version of the code)")
 
 
@@ -354,7 +359,8 @@ def _log_to(path: Path):
 
 # --------------------------------------------------------------------------- running
 def run_experiment(name: str, out: Any, *, preset: str = DEFAULT_PRESET, device: Any = "cpu",
-                   seeds: Any = None, force: bool = False) -> RunOutcome:
+                   seeds: Any = None, force: bool = False,
+                   overrides: Optional[Mapping[str, str]] = None) -> RunOutcome:
     """Run (or skip, or resume) one experiment into ``out/NAME``.
 
     Parameters
@@ -370,6 +376,11 @@ def run_experiment(name: str, out: Any, *, preset: str = DEFAULT_PRESET, device:
         See :func:`resolve_seeds`.
     force : bool
         Run from scratch even if a finished or resumable run with the same config exists.
+    overrides : mapping of str to str, optional
+        Fields of the preset's config to change, as text (``--set FIELD=VALUE``, read by
+        :func:`experiments.overrides.apply_overrides`); recorded in ``config.json``. The
+        changed config is the run's identity, so a folder holding the plain preset's run is
+        not reused for it.
 
     Returns
     -------
@@ -384,7 +395,7 @@ def run_experiment(name: str, out: Any, *, preset: str = DEFAULT_PRESET, device:
     ModuleNotFoundError
         For a registered experiment whose module does not exist yet.
     RunnerError
-        For a bad preset, device, output folder or seeds.
+        For a bad preset, device, output folder, seeds or override (``--set``).
     ProtocolError
         For a module that does not follow the protocol.
     """
@@ -404,6 +415,11 @@ def run_experiment(name: str, out: Any, *, preset: str = DEFAULT_PRESET, device:
                     seed_list[:most], seed_list)
         seed_list = seed_list[:most]
     config = module.PRESETS[preset]
+    if overrides:
+        try:
+            config = apply_overrides(config, overrides)
+        except OverrideError as exc:
+            raise RunnerError("--set", f"{entry.name}: {exc}") from None
     identity = {"experiment": entry.name, "preset": preset, "config": to_jsonable(config),
                 "seeds": seed_list}
 
@@ -429,9 +445,9 @@ def run_experiment(name: str, out: Any, *, preset: str = DEFAULT_PRESET, device:
                  entry.name)
         return RunOutcome(entry.name, "skipped", folder)
     if stored is not None and not force and not _same_run(stored, identity):
+        difference = _describe_difference(stored, identity, overrides)
         raise RunnerError("--out", f"{str(folder)!r} holds a {stored.get('status', 'previous')} "
-                                   f"run of another configuration "
-                                   f"({_describe_difference(stored, identity)}); it is kept: "
+                                   f"run of another configuration ({difference}); it is kept: "
                                    "choose another --out, or pass --force to replace it")
     if force:
         _clear_folder(folder)
@@ -450,6 +466,7 @@ def run_experiment(name: str, out: Any, *, preset: str = DEFAULT_PRESET, device:
 
     record: Dict[str, Any] = {
         **identity,
+        **({"overrides": dict(overrides)} if overrides else {}),
         "description": module.DESCRIPTION,
         "reference": module.REFERENCE,
         "module": entry.qualified,
@@ -470,9 +487,9 @@ def run_experiment(name: str, out: Any, *, preset: str = DEFAULT_PRESET, device:
 
     start = time.perf_counter()
     with _log_to(folder / LOG_FILE):
-        log.info("=== %s, preset %s, attempt %d, device %s, seeds %s, commit %s ===", entry.name,
-                 preset, record["attempt"], torch_device, seed_list,
-                 record.get("git_commit") or "unknown")
+        log.info("=== %s, preset %s, attempt %d, device %s, seeds %s, commit %s ===",
+                 entry.name, preset_label(preset, overrides), record["attempt"],
+                 torch_device, seed_list, record.get("git_commit") or "unknown")
         try:
             torch.manual_seed(seed_list[0])
             metrics = module.run(config, folder, device=torch_device, seeds=seed_list)

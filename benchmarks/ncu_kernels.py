@@ -1,0 +1,136 @@
+"""The kernels' launches for Nsight Compute: what limits each kernel, from the hardware counters.
+
+The H100 run put the default (v4) forward at 3.8x the cost model's bound at P256 and the adjoint
+at 2.3x (``KERNELS.md``, "v4 measured"); timings cannot say which unit the forward waits for.
+This script builds the operators of ``gpu_bench.py``'s cases, compiles and warms up both
+directions outside the profiled range, then issues exactly one forward and one adjoint per case
+between ``cudaProfilerStart`` and ``cudaProfilerStop``, so that ``ncu`` profiles those launches
+alone (the layout copies around them are left out by the kernel-name filter)::
+
+    ncu --clock-control none --profile-from-start off --kernel-name regex:joseph \\
+        --section SpeedOfLight --section MemoryWorkloadAnalysis \\
+        --section ComputeWorkloadAnalysis --section Occupancy --section LaunchStats \\
+        --section WarpStateStats --section SchedulerStats --section InstructionStats \\
+        python3 benchmarks/ncu_kernels.py [--cases P256,P512,F256]
+
+(``benchmarks/gpu_session.sh``, step 6, runs exactly this.) ``--clock-control none`` leaves
+the clocks as the benchmark had them. Before each profiled pair the script prints the case,
+the kernels it will launch in order (``joseph_forward_kernel``, then
+``joseph_adjoint_parallel_kernel`` or ``joseph_adjoint_kernel``) and their grids, so that each
+of ``ncu``'s reports can be matched to its case.
+
+Without CUDA it runs the same calls at tiny sizes in Triton's interpreter (a dry run of the
+script, which the tests do; there is nothing to profile).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import warnings
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from _arguments import positive_int  # noqa: E402
+
+#: The cases profiled by default: the two goal cases and the fan beam (whose adjoint is the
+#: generic kernel).
+DEFAULT_CASES = "P256,P512,F256"
+
+
+def parse_args(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--cases", default=DEFAULT_CASES,
+                    help=f"comma-separated cases of gpu_bench.py (default {DEFAULT_CASES}; "
+                         "the memory case M512 is refused)")
+    ap.add_argument("--warmup", type=positive_int, default=2,
+                    help="unprofiled calls per direction before the profiled pair (default 2; "
+                         "the first compiles the kernels)")
+    return ap, ap.parse_args(argv)
+
+
+def select_cases(ap, text: str, full, tiny=None):
+    """The named cases of ``full`` (``gpu_bench.FULL_CASES``) in the order given; unknown names
+    and the memory case are a usage error. With ``tiny`` (a dry run), each case's tiny
+    version instead, where it has one."""
+    by_name = {c.name: c for c in full if not c.memory}
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    bad = [n for n in names if n not in by_name]
+    if bad or not names:
+        what = (f"not a case to profile: {', '.join(bad)} (the memory case M512 is left out)"
+                if bad else f"no case named in {text!r}")
+        ap.error(f"argument --cases: {what}; choose from {', '.join(by_name)}")
+    if tiny is None:
+        return [by_name[n] for n in names]
+    small = {c.name: c for c in tiny}
+    return [small[n] for n in names if n in small]
+
+
+def planned_launches(backend, x, y):
+    """``[(kernel name, grid)]`` of the forward of ``x`` and the adjoint of ``y``, as
+    ``backend`` (a warmed-up ``TritonBackend``) will launch them: its prepared launches."""
+    out = []
+    for direction, t in (("forward", x), ("adjoint", y)):
+        launch = backend._ready[(direction, t.shape, t.dtype, t.device)]
+        kernel = getattr(launch.kernel, "fn", launch.kernel)  # the interpreter wraps it
+        out.append((kernel.__name__, launch.grid))
+    return out
+
+
+def main(argv=None) -> int:
+    ap, args = parse_args(argv)
+    import torch
+    cuda = torch.cuda.is_available()
+    if not cuda:
+        os.environ.setdefault("TRITON_INTERPRET", "1")
+    import gpu_bench
+    from _triton_check import require_triton
+
+    import operators as op
+
+    cases = select_cases(ap, args.cases, gpu_bench.FULL_CASES,
+                         None if cuda else gpu_bench.TINY_CASES)
+    require_triton("ncu_kernels.py")  # exits 2 with a one-line message without Triton
+    if not cases:
+        print(f"none of {args.cases} has a tiny version for the dry run")
+        return 0
+    device = torch.device("cuda" if cuda else "cpu")
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    gen = torch.Generator().manual_seed(0)
+    plans = []
+    for case in cases:  # compile, build the tables and prepare the launches: all unprofiled
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            a = op.XRayTransform(case.grid(), case.geometry(), backend="triton",
+                                 check_inputs=False).to(device)
+        x = torch.rand((case.batch,) + case.grid().shape, generator=gen).to(device)
+        y = torch.rand((case.batch, case.views, case.dets), generator=gen).to(device)
+        for _ in range(args.warmup):
+            a(x)
+            a.T(y)
+        plans.append((case, a, x, y, planned_launches(a._backend_for(device), x, y)))
+    sync()
+
+    if cuda:
+        torch.cuda.profiler.start()
+    try:
+        for case, a, x, y, launches in plans:
+            kernels = ", then ".join(f"{name} grid {grid}" for name, grid in launches)
+            print(f"profiled: {case.name} (batch {case.batch}): {kernels}", flush=True)
+            a(x)
+            a.T(y)
+            sync()
+    finally:
+        if cuda:
+            torch.cuda.profiler.stop()
+    print(f"{2 * len(plans)} launches on {device.type}"
+          + ("" if cuda else " (Triton's interpreter: a dry run, nothing to profile)"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
