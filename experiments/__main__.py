@@ -2,8 +2,8 @@
 
 Exit codes: 0 success; 1 one or more experiments failed (the others still ran); 2 a bad argument
 (unknown experiment, unwritable output folder, unavailable device, bad seed count, a ``--set``
-field the config lacks or a value it refuses), with a message naming the argument; 130 interrupted (Ctrl-C: the run is marked "interrupted" and the
-same command resumes it).
+field the config lacks or a value it refuses), with a message naming the argument; 130
+interrupted (Ctrl-C: the run is marked "interrupted" and the same command resumes it).
 """
 
 from __future__ import annotations

@@ -26,8 +26,8 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 from urllib.parse import quote
 
 from . import registry
-from .overrides import preset_label
 from .common import read_json, write_bytes_atomic
+from .overrides import preset_label
 
 __all__ = ["ExperimentRecord", "collect", "flatten_metrics", "format_value", "claims_table",
            "render_html", "render_markdown", "write_report"]

@@ -15,8 +15,6 @@ from experiments import registry
 from experiments.__main__ import main
 from experiments.overrides import OverrideError, apply_overrides, parse_overrides, preset_label
 
-from .test_runner import fakes  # noqa: F401  (the fake-experiment registry fixture)
-
 
 @dataclass(frozen=True)
 class Knobs:
@@ -106,7 +104,7 @@ def test_every_field_of_every_experiment_can_be_set_to_its_own_value(entry):
         assert apply_overrides(config, {field.name: text}) == config, (field.name, text)
 
 
-def test_the_runner_records_the_change_and_keeps_it_apart(fakes, tmp_path, capsys):  # noqa: F811
+def test_the_runner_records_the_change_and_keeps_it_apart(fakes, tmp_path, capsys):
     mod = fakes("fake_ok")
     assert main(["run", "fake-ok", "--tiny", "--set", "size=5", "--out", str(tmp_path)]) == 0
     folder = tmp_path / "fake-ok"
@@ -134,7 +132,7 @@ def test_the_runner_records_the_change_and_keeps_it_apart(fakes, tmp_path, capsy
     (["run", "all", "--set", "size=5"], "argument --set: the experiments' configs have "
                                         "different fields; name one experiment"),
 ])
-def test_bad_overrides_are_usage_errors_before_any_work(fakes, tmp_path, capsys,  # noqa: F811
+def test_bad_overrides_are_usage_errors_before_any_work(fakes, tmp_path, capsys,
                                                          argv, message):
     mod = fakes("fake_ok")
     assert main([*argv, "--out", str(tmp_path)]) == 2
