@@ -112,7 +112,7 @@ def main(argv=None) -> int:
         for _ in range(args.warmup):
             a(x)
             a.T(y)
-        plans.append((case, a, x, y, planned_launches(a._backend_for(device), x, y)))
+        plans.append((case, a, x, y, planned_launches(a._backend_for(x.device), x, y)))
     sync()
 
     if cuda:
