@@ -58,6 +58,22 @@ def _accumulator(dtype: torch.dtype):
     return tl.float64 if dtype == torch.float64 else tl.float32
 
 
+def _batch_layout(b: int, dtype: torch.dtype, cfg) -> Tuple[str, int, int, bool]:
+    """``(layout, vec, bp, even)`` of a ``b``-image launch, the same in both directions: the
+    layout (``plain`` for one image), images per vector load (1 when plain), the padded batch
+    (a multiple of the planes' width or of the vector, and of the tile when the batch spans
+    several) and whether it fills every batch tile (``EVEN_B``: loads without a batch mask)."""
+    layout = cfg.layout if b > 1 else "plain"
+    if layout == "planar":
+        vec, bp = min(vector_width(dtype), cfg.group), padded_batch(b, cfg.b_block, cfg.group)
+    elif layout == "channels_last":
+        vec = vector_width(dtype)
+        bp = padded_batch(b, cfg.b_block, vec)
+    else:
+        vec, bp = 1, b
+    return layout, vec, bp, bp % cfg.b_block == 0
+
+
 class PreparedLaunch:
     """One call's work on the host: allocate the layout buffer, copy the input into it, launch.
 
@@ -130,7 +146,7 @@ def forward_launch(kernel, b: int, dtype: torch.dtype, cfg, image: Tuple[int, in
     """
     h, w = image
     v, d = rays
-    layout = cfg.layout if b > 1 else "plain"
+    layout, vec, bp, even = _batch_layout(b, dtype, cfg)
     halves = 2 if cfg.transposed else 1
     framed = cfg.framed and cfg.transposed
     f = 2 if framed else 0  # zero columns around each row of the cross axis
@@ -139,8 +155,6 @@ def forward_launch(kernel, b: int, dtype: torch.dtype, cfg, image: Tuple[int, in
     x_plane_q = 1
     if layout == "planar":
         group = cfg.group
-        vec = min(vector_width(dtype), group)
-        bp = padded_batch(b, cfg.b_block, group)
         planes = bp // group
         plane = size * group
         shape = (halves, planes, size, group)
@@ -153,25 +167,20 @@ def forward_launch(kernel, b: int, dtype: torch.dtype, cfg, image: Tuple[int, in
         x_pix_q, x_b = group // vec, 1
         x_plane_q = size * x_pix_q
         x_half_q = planes * x_plane_q
-        even = bp % cfg.b_block == 0
     elif layout == "channels_last":
-        vec = vector_width(dtype)
-        bp = padded_batch(b, cfg.b_block, vec)
         shape = (halves, size, bp)
         zero = framed or bp != b
         copies = [((b, h, w), (1, (w + f) * bp, bp), lead * bp, 0, b)]
         if cfg.transposed:
             copies.append(((b, h, w), (1, bp, (h + f) * bp), size * bp + lead * bp, 0, b))
         x_pix_q, x_b, x_half_q = bp // vec, 1, size * bp // vec
-        even = bp % cfg.b_block == 0
     else:
         shape = (halves, b, size)
         zero = framed
         copies = [((b, h, w), (size, w + f, 1), lead, 0, b)]
         if cfg.transposed:
             copies.append(((b, h, w), (size, 1, h + f), b * size + lead, 0, b))
-        vec, x_pix_q, x_b, x_half_q = 1, 1, size, b * size
-        even = b % cfg.b_block == 0
+        x_pix_q, x_b, x_half_q = 1, size, b * size
     grid = (_cdiv(v, cfg.view_block) * _cdiv(d, cfg.det_block), _cdiv(b, cfg.b_block))
     args = (tables["slope"], tables["icpt"], tables["step"], tables["kmin"], tables["kmax"],
             v, d, b, w, h, x_pix_q, x_b, x_half_q, x_plane_q, 1, v * d)
@@ -194,7 +203,7 @@ def adjoint_launch(kernels, b: int, dtype: torch.dtype, cfg, image: Tuple[int, i
     K = kernels
     h, w = image
     v, d = rays
-    layout = cfg.layout if b > 1 else "plain"
+    layout, vec, bp, even = _batch_layout(b, dtype, cfg)
     affine = (cfg.parallel_adjoint == "affine" and tables["parallel_affine"]
               and dtype != torch.float64)
     # v4: zero rays around every view for the parallel kernel's unmasked loads.
@@ -203,8 +212,6 @@ def adjoint_launch(kernels, b: int, dtype: torch.dtype, cfg, image: Tuple[int, i
     y_plane_q = 1
     if layout == "planar":
         group = cfg.group
-        vec = min(vector_width(dtype), group)
-        bp = padded_batch(b, cfg.b_block, group)
         planes = bp // group
         shape = (planes, v, row, group)
         zero = bp != b or frame > 0
@@ -212,23 +219,18 @@ def adjoint_launch(kernels, b: int, dtype: torch.dtype, cfg, image: Tuple[int, i
                                 frame * group)
         y_ray_q, y_b = group // vec, 1
         y_plane_q = v * row * y_ray_q
-        even = bp % cfg.b_block == 0
     elif layout == "channels_last":
-        vec = vector_width(dtype)
-        bp = padded_batch(b, cfg.b_block, vec)
         shape = (v, row, bp)
         zero = bp != b or frame > 0
         copies = [((b, v, d), (1, row * bp, bp), frame * bp, 0, b)]
         y_ray_q, y_b = bp // vec, 1
-        even = bp % cfg.b_block == 0
     else:
         if frame:
             shape, zero = (b, v, row), True
             copies = [((b, v, d), (v * row, row, 1), frame, 0, b)]
         else:
             shape, zero, copies = None, False, []  # the kernel reads the input as it is
-        vec, y_ray_q, y_b = 1, 1, v * row
-        even = b % cfg.b_block == 0
+        y_ray_q, y_b = 1, v * row
     grid = (_cdiv(h, cfg.tile_h) * _cdiv(w, cfg.tile_w), _cdiv(b, cfg.b_block))
     acc = _accumulator(dtype)
     if affine:
