@@ -128,6 +128,71 @@ def test_adjoint_layout_places_every_ray(b, frame):
             assert _copied(launch) == buf.numel(), cfg
 
 
+def _element(vec, quantised, plane_q, b_stride, image, group, planar):
+    """Element offset where a kernel reads ``image`` at the vector-quantised offset
+    ``quantised`` (pixel or ray times its stride, plus the half): ``VEC (quantised + g
+    plane_q) + l`` in planes of ``group`` images (``_group_offsets``), else ``VEC quantised
+    + image b_stride``."""
+    if planar:
+        return vec * (quantised + (image // group) * plane_q) + image % group
+    return vec * quantised + image * b_stride
+
+
+@pytest.mark.parametrize("b", [1, 3, 6, 8, 9])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_kernel_arguments_address_each_pixel_where_the_copy_put_it(b, dtype):
+    """The strides handed to the forward kernel, read as the kernel reads them, find every
+    pixel of every image (both halves) where the layout copy wrote it; and the batch tiles the
+    kernel reads without a batch mask (``EVEN_B``) lie inside the buffer."""
+    h, w, rays = 3, 5, (4, 7)
+    x = torch.arange(1, b * h * w + 1, dtype=torch.float64).reshape(b, h, w).to(dtype)
+    for cfg in _configs(b) + [KernelConfig.planar(b, dtype)]:
+        launch = TL.forward_launch(Recorder(), b, dtype, cfg, (h, w), rays, _tables())
+        flat = launch.layout(x).reshape(-1)
+        kw = launch.kwargs
+        vec, planar = kw["VEC"], kw["PLANAR"]
+        x_pix_q, x_b, x_half_q, x_plane_q = launch.args[10:14]
+        f = 2 if kw["FRAMED"] else 0
+        for i, r, c in itertools.product(range(b), range(h), range(w)):
+            pixels = [(0, r * (w + f) + c + f // 2)]
+            if kw["TRANSPOSED"]:
+                pixels.append((x_half_q, c * (h + f) + r + f // 2))
+            for half, p in pixels:
+                at = _element(vec, half + p * x_pix_q, x_plane_q, x_b, i, cfg.group, planar)
+                assert flat[at] == x[i, r, c], (cfg, i, r, c, half)
+        if kw["EVEN_B"]:  # every image the batch tiles read, padding included, is in the buffer
+            last = launch.grid[1] * cfg.b_block - 1
+            assert _element(vec, 0, x_plane_q, x_b, last, cfg.group, planar) < flat.numel(), cfg
+
+
+@pytest.mark.parametrize("b", [1, 3, 6, 8, 9])
+@pytest.mark.parametrize("frame", [0, 2])
+def test_kernel_arguments_address_each_ray_where_the_copy_put_it(b, frame):
+    """As above for the adjoint: ray ``j`` of view ``k`` is read at ``k (D + 2 frame) + frame +
+    j`` times the quantised ray stride, by the parallel-beam and the generic kernel alike."""
+    v, d = 3, 5
+    y = torch.arange(1, b * v * d + 1, dtype=torch.float32).reshape(b, v, d)
+    for cfg in _configs(b):
+        k = Kernels()
+        launch = TL.adjoint_launch(k, b, torch.float32, cfg, (4, 4), (v, d),
+                                   _tables(frame, affine=frame > 0),
+                                   lambda th, tw: torch.zeros(v, 1, dtype=torch.int32))
+        flat = launch.layout(y).reshape(-1)
+        kw = launch.kwargs
+        vec, planar = kw["VEC"], kw["PLANAR"]
+        first = 7 if launch.kernel is k.joseph_adjoint_parallel_kernel else 12
+        y_ray_q, y_b, y_plane_q = launch.args[first:first + 3]
+        used = launch.args[-1] if launch.kernel is k.joseph_adjoint_parallel_kernel else 0
+        assert kw.get("FRAMED", False) == (used > 0)
+        for i, view, j in itertools.product(range(b), range(v), range(d)):
+            ray = view * (d + 2 * used) + used + j
+            at = _element(vec, ray * y_ray_q, y_plane_q, y_b, i, cfg.group, planar)
+            assert flat[at] == y[i, view, j], (cfg, i, view, j)
+        if kw["EVEN_B"]:
+            last = launch.grid[1] * cfg.b_block - 1
+            assert _element(vec, 0, y_plane_q, y_b, last, cfg.group, planar) < flat.numel(), cfg
+
+
 def test_adjoint_launch_picks_the_kernel_and_frame():
     k = Kernels()
     cfg = KernelConfig.default(8)
