@@ -84,7 +84,7 @@ def apply_overrides(config, overrides: Mapping[str, str]):
     """
     if not overrides:
         return config
-    fields = {f.name: f for f in dataclasses.fields(config)}
+    fields = [f.name for f in dataclasses.fields(config)]
     hints = typing.get_type_hints(type(config))
     values: Dict[str, Any] = {}
     for name, text in overrides.items():

@@ -243,7 +243,8 @@ class FixedAtConstruction:
         if self.slot in obj.__dict__:
             cls = type(obj).__name__
             raise AttributeError(f"{cls}.{self.name} is fixed at construction (the layer's tables "
-                                 f"and backends are built from it); build a new {cls} for another {self.name}")
+                                 f"and backends are built from it); build a new {cls} for "
+                                 f"another {self.name}")
         obj.__dict__[self.slot] = value
 
 

@@ -452,7 +452,8 @@ def _on_device(device: torch.device):
 
 def forward_elements_per_image(h: int, w: int, v: int, d: int) -> int:
     """Elements per image of the forward's largest tensor: the image and its transpose, each
-    with a zero frame at most (see :func:`.triton_launch.forward_launch`), or the ``(V, D)`` output."""
+    with a zero frame at most (see :func:`.triton_launch.forward_launch`), or the ``(V, D)``
+    output."""
     return max(2 * max(h * (w + 2), w * (h + 2)), v * d)
 
 
