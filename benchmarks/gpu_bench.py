@@ -195,10 +195,10 @@ def ours_triton(case, dev):
 
 
 def ours_triton_config(version="default", **kw):
-    """Our kernels with an explicit launch: ``version`` "default" (v4, planar), "v3" (v3's
-    channels-last launch, ``KernelConfig.v3``) or "v1" (the first version's launch, masks and
-    candidate count, ``KernelConfig.v1``; the arithmetic is the current one), then ``kw``
-    overrides."""
+    """Our kernels with an explicit launch: ``version`` "default" (planar: v4, or v5 where a
+    thread serves at most 2 groups, ``KernelConfig.planar``), "v3" (v3's channels-last
+    launch, ``KernelConfig.v3``) or "v1" (the first version's launch, masks and candidate
+    count, ``KernelConfig.v1``; the arithmetic is the current one), then ``kw`` overrides."""
     def factory(case, dev):
         from operators.backends.triton_backend import KernelConfig, TritonBackend
         if version == "v1":
@@ -435,6 +435,11 @@ def _goal_case(case, dev):
     return case.name in ("P256", "P512") or (dev.type == "cpu" and not case.memory)
 
 
+def _default_pair_offset(case) -> bool:
+    from operators.backends.triton_backend import KernelConfig
+    return KernelConfig.default(case.batch).pair_offset
+
+
 def _sparse_ok(case, dev):
     # The CSR pair is assembled on the CPU: keep it to cases that build in seconds.
     return not case.memory and case.views * case.dets * case.n <= 25_000_000
@@ -449,6 +454,12 @@ VARIANTS = [
     Variant("ours:triton[v3]", "ours", ours_triton_config("v3")),
     Variant("ours:triton[v1]", "ours", ours_triton_config("v1"), applies=_not_memory),
     Variant("ours:triton bf16", "ours", ours_triton, applies=_not_memory, dtype="bfloat16"),
+    # The forward's other pair addressing in the same run (KERNELS.md, twelfth session): v5's
+    # where the default keeps v4's (4 groups per thread: P256), v4's where it takes v5's (P512).
+    Variant("ours:triton[v5 pair offset]", "ours", ours_triton_config(pair_offset=True),
+            applies=lambda case, dev: _goal_case(case, dev) and not _default_pair_offset(case)),
+    Variant("ours:triton[v4 addressing]", "ours", ours_triton_config(pair_offset=False),
+            applies=lambda case, dev: _goal_case(case, dev) and _default_pair_offset(case)),
     Variant("torchtomo:cuda", "peer", torchtomo_variant("cuda")),
     Variant("torchtomo:cuda approximate", "peer", torchtomo_variant("cuda", True)),
     Variant("torchtomo:torch", "peer", torchtomo_variant("torch")),
@@ -469,6 +480,11 @@ VARIANTS = [
     # half the warps; KERNELS.md): where the batch has 32 images.
     Variant("ours:triton[v4, 8 planes]", "ours", ours_triton_config(b_block=32),
             applies=lambda case, dev: case.batch >= 32 and _goal_case(case, dev), priority=2),
+    # 2 planes per thread with v5's addressing where the default serves 4 (P256): one load
+    # round per step and twice the warps, for more instructions per image (KERNELS.md).
+    Variant("ours:triton[v5, 2 planes]", "ours", ours_triton_config(
+        b_block=8, tile_w=16, pair_offset=True),
+        applies=lambda case, dev: case.batch >= 16 and _goal_case(case, dev), priority=2),
     # 4 pixels per thread in the adjoint where a thread serves 8 images (P512): less per-view
     # work per pixel (static: 67 against 78 instructions per pixel and view), half the warps.
     Variant("ours:triton[v4, adjoint tile 32x16]", "ours", ours_triton_config(

@@ -65,9 +65,11 @@ CASES = {c.name: (c, V1_MEASURED_MS[c.name]) for c in FULL_CASES}
 
 def configs(batch: int):
     """The versions the model compares: name -> KernelConfig ("v4x8": v4 with 8 planes of 4
-    images per thread, where the batch has 32 or more)."""
+    images per thread, where the batch has 32 or more; "v4" and "v5" differ in the forward's
+    pair addressing only, which changes its instructions, not its loads)."""
+    planar = KernelConfig.planar(batch)
     out = {"v1": KernelConfig.v1(batch), "v3": KernelConfig.v3(batch),
-           "v4": KernelConfig.planar(batch)}
+           "v4": planar.replace(pair_offset=False), "v5": planar.replace(pair_offset=True)}
     if batch >= 32:
         out["v4x8"] = KernelConfig(**{**out["v4"].as_dict(), "b_block": 8 * out["v4"].group})
     return out
@@ -363,7 +365,7 @@ def model(case: Case, version: str, cfg: KernelConfig, card: Card, dtype=torch.f
 
 
 #: Every version :func:`configs` knows ("v4x8" only where the batch has 32 or more images).
-VERSIONS = ("v1", "v3", "v4", "v4x8")
+VERSIONS = ("v1", "v3", "v4", "v5", "v4x8")
 
 
 def _names(valid, what):

@@ -10,7 +10,10 @@ strides, float32) and count, in the generated code:
   float64 instructions, and all instructions (less the dead zeroing moves Triton writes before
   unpredicated loads, which ptxas removes);
 * ``instr / image``: those instructions over the images one thread serves per iteration, a
-  proxy for the issue cost of one gather (lower is better; it ignores memory stalls).
+  proxy for the issue cost of one gather (lower is better; it ignores memory stalls);
+* in the forward's machine code (SASS, ``nvdisasm``), per step: the instructions ptxas
+  issues, and the load rounds: loads issued before any of them is used, each round a memory
+  latency per step (an L1 hit or more).
 
 Usage::
 
@@ -59,7 +62,8 @@ FWD_SIG = dict(x_ptr=F32, out_ptr=F32, slope_ptr=F64, icpt_ptr=F64, step_ptr=F64
                kmin_ptr="*i32", kmax_ptr="*i32", n_views=I32, n_det=I32, n_batch=I32,
                width=I32, height=I32, x_pix_q=I32, x_b_stride=C, x_half_q=I32,
                x_plane_q=I32, out_ray_stride=C, out_b_stride=I32, VIEW_BLOCK=C, DET_BLOCK=C,
-               GROUP=C, GROUPS=C, TRANSPOSED=C, VEC=C, EVEN_B=C, DTYPE=C, FRAMED=C, PLANAR=C)
+               GROUP=C, GROUPS=C, TRANSPOSED=C, VEC=C, EVEN_B=C, DTYPE=C, FRAMED=C, PLANAR=C,
+               PAIR_OFFSET=C)
 ADJ_SIG = dict(y_ptr=F32, out_ptr=F32, slope_ptr=F64, icpt_ptr=F64, step_ptr=F64,
                view_ptr=F32, count_ptr="*i32", count_v_stride=I32, count_t_stride=I32,
                n_views=I32, n_det=I32, n_batch=I32, height=I32, width=I32,
@@ -110,7 +114,8 @@ def forward_kernel(cfg: KernelConfig, dtype: torch.dtype = torch.float32):
         x_b_stride=1, out_ray_stride=1, VIEW_BLOCK=cfg.view_block, DET_BLOCK=cfg.det_block,
         GROUP=cfg.group, GROUPS=cfg.groups, TRANSPOSED=cfg.transposed, VEC=vec, EVEN_B=True,
         DTYPE=tl.float32, FRAMED=cfg.framed and cfg.transposed,
-        PLANAR=cfg.layout == "planar"), FWD_PTRS, cfg.num_warps)
+        PLANAR=cfg.layout == "planar", PAIR_OFFSET=cfg.pair_offset), FWD_PTRS,
+        cfg.num_warps)
 
 
 def adjoint_kernel(cfg: KernelConfig, dtype: torch.dtype = torch.float32,
@@ -223,6 +228,89 @@ def registers(kern):
     return int(m.group(1)) if m else None
 
 
+def _tool(name: str) -> Path:
+    return Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / name
+
+
+def sass(kern):
+    """The machine code (SASS) of the compiled kernel (``nvdisasm`` of its cubin, shipped with
+    Triton's NVIDIA backend), or None where the tool is missing."""
+    import os
+    import tempfile
+    tool = _tool("nvdisasm")
+    if not tool.exists() or "cubin" not in kern.asm:
+        return None
+    with tempfile.NamedTemporaryFile(suffix=".cubin", delete=False) as f:
+        f.write(kern.asm["cubin"])
+    try:
+        return subprocess.run([str(tool), "-c", f.name], capture_output=True, text=True,
+                              check=True).stdout
+    finally:
+        os.unlink(f.name)
+
+
+_SASS_INSTR = re.compile(r"^\s*/\*[0-9a-f]+\*/\s+(.*?)\s*;")
+_REG = re.compile(r"\bR(\d+)\b")
+
+
+def sass_loop(text: str) -> list:
+    """The instructions of the longest loop of a SASS listing: from a label to the last
+    branch back to it (the forward kernel's step loop; ptxas may have unrolled it)."""
+    lines = text.splitlines()
+    labels, best = {}, None
+    for i, ln in enumerate(lines):
+        m = re.match(r"^(\.L_x_\d+):", ln)
+        if m:
+            labels[m.group(1)] = i
+        m = re.search(r"BRA `\((\.L_x_\d+)\)", ln)
+        if m and m.group(1) in labels and (best is None or i - labels[m.group(1)] > best[1] - best[0]):
+            best = (labels[m.group(1)], i)
+    if best is None:
+        return []
+    out = []
+    for ln in lines[best[0]:best[1] + 1]:
+        m = _SASS_INSTR.match(ln)
+        if m:
+            out.append(m.group(1))
+    return out
+
+
+def load_rounds(loop: list) -> int:
+    """Rounds of global loads in a SASS loop body: a round is the loads issued before any of
+    them is used; the first instruction that reads a register one of them wrote waits for
+    the memory system, so a load issued after it starts the next round (each round costs a
+    memory latency, an L1 hit or more, per iteration)."""
+    rounds, pending, used = 0, set(), False
+    for ins in loop:
+        op, _, operands = re.sub(r"^@!?U?P\w+\s+", "", ins).partition(" ")
+        if op.startswith("LDG"):
+            if used or not pending:
+                rounds += 1
+                pending, used = set(), False
+            first = int(_REG.search(operands).group(1))
+            width = 4 if ".128" in op else 2 if ".64" in op else 1  # registers written
+            pending |= set(range(first, first + width))
+        elif pending and not used:
+            sources = operands.split(",", 1)[1] if "," in operands else operands
+            if {int(r) for r in _REG.findall(sources)} & pending:
+                used = True
+    return rounds
+
+
+def sass_report(kern):
+    """Per step of the forward's loop, from its machine code: instructions and load rounds
+    (:func:`load_rounds`), divided by ptxas's unrolling (the loop's loads in SASS over those of
+    one step in PTX). None where ``nvdisasm`` is missing."""
+    text = sass(kern)
+    if text is None:
+        return None
+    loop = sass_loop(text)
+    per_step = sum(x.startswith("ld.global") for x in innermost_loop(kern.asm["ptx"]))
+    unroll = max(1, sum(re.search(r"\bLDG", ins) is not None for ins in loop) // max(1, per_step))
+    return {"sass instr / step": len(loop) / unroll,
+            "load rounds / step": load_rounds(loop) / unroll}
+
+
 def report(kern, images_per_thread: int) -> dict:
     ptx = kern.asm["ptx"]
     loop = innermost_loop(ptx)
@@ -258,6 +346,10 @@ def _cells(fwd, adj, cfg: KernelConfig) -> list:
         r = report(kern, images)
         cells += [r["registers"], r["barriers in loop"], r["shared in loop"], r["f64 in loop"],
                   r["loop instr"], f"{r['instr / image']:.1f}"]
+        if not adjoint:
+            m = sass_report(kern)
+            cells += (["-", "-"] if m is None else
+                      [f"{m['sass instr / step']:g}", f"{m['load rounds / step']:g}"])
         if adjoint:
             cells += [r["outer instr"],
                       f"{(2 * r['loop instr'] + r['outer instr']) / (2 * images):.1f}"]
@@ -267,9 +359,16 @@ def _cells(fwd, adj, cfg: KernelConfig) -> list:
 def rows(batches=(1, 2, 4, 8, 16, 32)):
     for dtype in (torch.float32, torch.bfloat16):
         for batch in batches:
+            default = KernelConfig.default(batch, dtype)
             versions = [("v1 launch", KernelConfig.v1(batch)),
-                        ("v3", KernelConfig.v3(batch, dtype)),
-                        ("default (v4)", KernelConfig.default(batch, dtype))]
+                        ("v3", KernelConfig.v3(batch, dtype))]
+            if default.layout == "planar":  # v4 and v5 differ in the forward's addressing
+                versions += [("v4", default.replace(pair_offset=False)),
+                             ("v5", default.replace(pair_offset=True))]
+            else:
+                versions.append(("v4", default))
+            versions = [(name + " (default)" if cfg == default else name, cfg)
+                        for name, cfg in versions]
             for version, cfg in versions:
                 cells = _cells(forward_kernel(cfg, dtype), adjoint_kernel(cfg, dtype), cfg)
                 yield [str(dtype).split(".")[-1], batch, version, cfg.layout,
@@ -296,7 +395,7 @@ def v1_as_run_kernels(batch: int, geom_code: int = K.GEOM_PARALLEL,
         old = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(old)
         fwd_sig = {k: v for k, v in FWD_SIG.items() if k not in (
-            "GROUP", "GROUPS", "FRAMED", "PLANAR", "x_plane_q")}
+            "GROUP", "GROUPS", "FRAMED", "PLANAR", "x_plane_q", "PAIR_OFFSET")}
         adj_sig = {k: v for k, v in ADJ_SIG.items() if k not in (
             "count_ptr", "count_v_stride", "count_t_stride", "GROUP", "GROUPS",
             "COUNT_FROM_TABLE", "PLANAR", "y_plane_q", "CLAMPED")}
@@ -325,13 +424,15 @@ def v1_as_run_rows(commit: str = V1_COMMIT, batches=(8, 32)):
 def main(argv=None) -> int:
     """Print the table. "v1 as run" is the source that ran on the H200 (needs a git checkout);
     "v1 launch" is v1's tiles, masks and candidate count compiled from the current code (its
-    arithmetic is the current one); "v3" v3's launch (``KernelConfig.v3``); "default (v4)" is
+    arithmetic is the current one); "v3" v3's launch (``KernelConfig.v3``); "v4" and "v5" the
+    planar launch with the forward's two pair addressings (``pair_offset``); "(default)" marks
     what the backend launches."""
     parse_args(argv)
     head = ["dtype", "batch", "config", "layout", "b_block/group"] + [
         f"{k} {m}" for k in ("fwd", "adj")
         for m in ("regs", "barriers", "shared", "f64", "instr", "instr/image")] + [
         "adj per-view instr", "adj instr/image with per-view (2 cand.)"]
+    head[11:11] = ["fwd SASS instr/step", "fwd load rounds/step"]
     print("Innermost loop of each kernel, compiled for sm_90 (no GPU), triton "
           f"{triton.__version__}:\n")
     print("| " + " | ".join(head) + " |")

@@ -13,7 +13,12 @@ alone (the layout copies around them are left out by the kernel-name filter)::
         --section WarpStateStats --section SchedulerStats --section InstructionStats \\
         python3 benchmarks/ncu_kernels.py [--cases P256,P512,F256]
 
-(``benchmarks/gpu_session.sh``, step 6, runs exactly this.) ``--clock-control none`` leaves
+In the goal cases (P256, P512) a third launch follows: the forward with the other pair
+addressing (``KernelConfig.pair_offset``: v5's where the default keeps v4's, and the reverse;
+``KERNELS.md``, twelfth session), so that the two forwards' stall reasons can be compared
+(``--no-other-addressing`` leaves it out).
+
+(``benchmarks/gpu_session.sh``, step 4, runs exactly this.) ``--clock-control none`` leaves
 the clocks as the benchmark had them. Before each profiled pair the script prints the case,
 the kernels it will launch in order (``joseph_forward_kernel``, then
 ``joseph_adjoint_parallel_kernel`` or ``joseph_adjoint_kernel``) and their grids, so that each
@@ -47,6 +52,8 @@ def parse_args(argv=None):
     ap.add_argument("--cases", default=DEFAULT_CASES,
                     help=f"comma-separated cases of gpu_bench.py (default {DEFAULT_CASES}; "
                          "the memory case M512 is refused)")
+    ap.add_argument("--no-other-addressing", dest="other_addressing", action="store_false",
+                    help="leave out the goal cases' forward with the other pair addressing")
     ap.add_argument("--warmup", type=positive_int, default=2,
                     help="unprofiled calls per direction before the profiled pair (default 2; "
                          "the first compiles the kernels)")
@@ -68,6 +75,20 @@ def select_cases(ap, text: str, full, tiny=None):
         return [by_name[n] for n in names]
     small = {c.name: c for c in tiny}
     return [small[n] for n in names if n in small]
+
+
+#: The cases where the forward is also profiled with the other pair addressing.
+GOAL_CASES = ("P256", "P512")
+
+
+def other_addressing(backend, x, table):
+    """``(config, forward)``: ``backend``'s launch for ``x`` with ``pair_offset`` flipped, and
+    the forward of a backend that runs it."""
+    from operators.backends.triton_backend import KernelConfig, TritonBackend
+    cfg = backend.config or KernelConfig.default(x.shape[0], x.dtype)
+    flipped = cfg.replace(pair_offset=not cfg.pair_offset)
+    other = TritonBackend(backend.grid, backend.geometry, flipped)
+    return flipped, lambda t: other.forward(t, table)
 
 
 def planned_launches(backend, x, y):
@@ -112,22 +133,34 @@ def main(argv=None) -> int:
         for _ in range(args.warmup):
             a(x)
             a.T(y)
-        plans.append((case, a, x, y, planned_launches(a._backend_for(x.device), x, y)))
+        backend = a._backend_for(x.device)
+        other = None
+        if args.other_addressing and case.name in GOAL_CASES:
+            other = other_addressing(backend, x, a.ray_table)
+            for _ in range(args.warmup):
+                other[1](x)
+        plans.append((case, a, x, y, planned_launches(backend, x, y), other))
     sync()
 
     if cuda:
         torch.cuda.profiler.start()
     try:
-        for case, a, x, y, launches in plans:
+        for case, a, x, y, launches, other in plans:
             kernels = ", then ".join(f"{name} grid {grid}" for name, grid in launches)
+            if other is not None:
+                kernels += (f", then joseph_forward_kernel with pair_offset="
+                            f"{other[0].pair_offset} (the other addressing)")
             print(f"profiled: {case.name} (batch {case.batch}): {kernels}", flush=True)
             a(x)
             a.T(y)
+            if other is not None:
+                other[1](x)
             sync()
     finally:
         if cuda:
             torch.cuda.profiler.stop()
-    print(f"{2 * len(plans)} launches on {device.type}"
+    n = sum(2 + (other is not None) for *_, other in plans)
+    print(f"{n} launches on {device.type}"
           + ("" if cuda else " (Triton's interpreter: a dry run, nothing to profile)"))
     return 0
 

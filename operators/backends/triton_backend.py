@@ -166,6 +166,13 @@ class KernelConfig:
         every view, so that the candidate loop needs no mask and no compare. Generic kernel
         (fan beams): a candidate past its pixel's interval reads a clamped, valid ray and gets
         weight zero.
+    pair_offset : bool
+        Forward only (v5): address each ray's second neighbour as its first plus a fixed
+        distance (the next pixel of the row: in the planar layout one 128-bit vector further, an
+        immediate offset of the load instruction), instead of computing both addresses
+        (v1-v4). The same loads and sums, so the same results bit for bit; compiled for sm_90 a
+        step of the planar launch at 8 images per thread is 49 instructions instead of 57 and
+        all its loads are issued before the first is used (``KERNELS.md``, twelfth session).
     parallel_adjoint : {"affine", "generic"}
         Adjoint of parallel beams in float32 / half precision: ``"affine"`` (v3, default) uses
         :func:`~.triton_kernels.joseph_adjoint_parallel_kernel` (per-view parameters, float32
@@ -177,7 +184,8 @@ class KernelConfig:
 
     def __init__(self, view_block=4, det_block=32, tile_h=8, tile_w=16, b_block=16, group=4,
                  layout="channels_last", transposed=True, num_warps=4, adjoint_count="table",
-                 parallel_adjoint="affine", framed=True, adjoint_frame=True):
+                 parallel_adjoint="affine", framed=True, adjoint_frame=True,
+                 pair_offset=False):
         for name, value in (("view_block", view_block), ("det_block", det_block),
                             ("tile_h", tile_h), ("tile_w", tile_w), ("b_block", b_block),
                             ("group", group), ("num_warps", num_warps)):
@@ -199,7 +207,7 @@ class KernelConfig:
                       group=int(group), layout=layout, transposed=bool(transposed),
                       num_warps=int(num_warps), adjoint_count=adjoint_count,
                       parallel_adjoint=parallel_adjoint, framed=bool(framed),
-                      adjoint_frame=bool(adjoint_frame))
+                      adjoint_frame=bool(adjoint_frame), pair_offset=bool(pair_offset))
         self.__dict__.update(fields)
         self.__dict__["_key"] = tuple(fields[name] for name in self._FIELDS)
         self.__dict__["_hash"] = hash(self._key)
@@ -247,13 +255,20 @@ class KernelConfig:
         neighbouring detectors and read a compact patch of each image row; the adjoint's
         pixels are 16 x 8 (a warp: 4 rows x 8 columns), or 16 x 16 (two per thread, sharing the
         per-view work) when a thread serves at most 8 images.
+
+        v5 (``pair_offset``) where a thread serves at most 2 groups (float32 batches of 2-8,
+        half-precision 2-16): compiled for sm_90 its step issues 4-8 fewer instructions and
+        no more load rounds, with the same registers. With 4 groups it saves 12 instructions
+        but needs 66 registers instead of 64 (28 warps per SM instead of 32) and its second
+        load round reads new cache lines, so v4's addressing stays there until a GPU compares
+        them (``KERNELS.md``, twelfth session).
         """
         vec = _vector_width(dtype)
         group = min(vec, 1 << max(0, math.ceil(math.log2(max(1, batch)))))
         groups = min(4, 1 << max(0, math.ceil(math.log2(-(-max(1, batch) // group)))))
         b_block = group * groups
         return cls(view_block=16, det_block=8, tile_h=16, tile_w=16 if b_block <= 8 else 8,
-                   b_block=b_block, group=group, layout="planar")
+                   b_block=b_block, group=group, layout="planar", pair_offset=groups <= 2)
 
     @classmethod
     def v3(cls, batch: int, dtype: torch.dtype = torch.float32) -> "KernelConfig":
@@ -299,11 +314,14 @@ class KernelConfig:
     def candidates(cls, batch: int, dtype: torch.dtype = torch.float32) -> list:
         """The launches :class:`TritonBackend` times when it autotunes (default first).
 
-        The default (v4), the cost model's runner-up tiles (forward 4 views x 32 detectors,
-        adjoint 8 x 16 pixels), eight warps instead of four, and where they apply: 8 planes per
-        thread (at least 32 float32 / 64 half-precision images), 4 pixels per thread in the
-        adjoint (at most 8 images per thread), and v3's channels-last launch. Distinct configs
-        only; the forward and the adjoint are tuned separately.
+        The default, the cost model's runner-up tiles (forward 4 views x 32 detectors,
+        adjoint 8 x 16 pixels), eight warps instead of four, the forward's other pair
+        addressing (``pair_offset``), and where they apply: 2 planes per thread with
+        ``pair_offset`` (at least 16 float32 / 32 half-precision images: twice the warps, one
+        load round per step), 8 planes per thread (at least 32 float32 / 64 half-precision
+        images), 4 pixels per thread in the adjoint (at most 8 images per thread), and v3's
+        channels-last launch. Distinct configs only; the forward and the adjoint are tuned
+        separately.
         """
         base = cls.default(batch, dtype)
         out = [base]
@@ -318,7 +336,10 @@ class KernelConfig:
         variant(view_block=4, det_block=32, tile_h=8, tile_w=16)
         variant(num_warps=8)
         if batch > 1:
+            variant(pair_offset=not base.pair_offset)
             vec = _vector_width(dtype)
+            if base.layout == "planar" and base.groups == 4:
+                variant(b_block=2 * base.group, tile_w=16, pair_offset=True)
             if batch >= 8 * vec and base.group == vec:
                 variant(b_block=8 * vec)
             if base.b_block <= 8:
@@ -328,7 +349,7 @@ class KernelConfig:
 
     _FIELDS = ("view_block", "det_block", "tile_h", "tile_w", "b_block", "group", "layout",
                "transposed", "num_warps", "adjoint_count", "parallel_adjoint", "framed",
-               "adjoint_frame")
+               "adjoint_frame", "pair_offset")
 
     def as_dict(self) -> dict:
         return dict(zip(self._FIELDS, self._key))

@@ -87,25 +87,26 @@ def _group_offsets(pid_b, bs0, b_stride, plane_q, GROUP: tl.constexpr, GROUPS: t
 
 
 @triton.jit
-def _gather_group_pair(x_ptr, base0, base1, bs, b_off, ok0, ok1, n_batch, w0, w1, acc,
+def _gather_group_pair(row0, row1, d1, bs, b_off, ok0, ok1, n_batch, w0, w1, acc,
                        LANES: tl.constexpr, GROUP: tl.constexpr, EVEN_B: tl.constexpr,
                        UNMASKED: tl.constexpr, DTYPE: tl.constexpr):
-    """``acc + w0 x[base0 + b_off] + w1 x[base1 + b_off]`` for the images ``bs`` of one group
-    (``b_off``: their offsets, :func:`_group_offsets`); with ``UNMASKED`` and ``EVEN_B`` every
-    address is valid and the loads carry no mask."""
+    """``acc + w0 row0[b_off] + w1 row1[b_off + d1]`` for the images ``bs`` of one group
+    (``row0``, ``row1``: each lane's pointers towards its two neighbours; ``b_off``: the
+    group's offsets, :func:`_group_offsets`). With ``UNMASKED`` and ``EVEN_B`` every address
+    is valid and the loads carry no mask."""
     if UNMASKED and EVEN_B:
-        x0 = tl.load(x_ptr + base0 + b_off)
-        x1 = tl.load(x_ptr + base1 + b_off)
+        x0 = tl.load(row0 + b_off)
+        x1 = tl.load(row1 + b_off + d1)
     else:
-        x0 = tl.load(x_ptr + base0 + b_off, other=0.0,
+        x0 = tl.load(row0 + b_off, other=0.0,
                      mask=_group_masks(ok0, bs, n_batch, LANES, GROUP, EVEN_B))
-        x1 = tl.load(x_ptr + base1 + b_off, other=0.0,
+        x1 = tl.load(row1 + b_off + d1, other=0.0,
                      mask=_group_masks(ok1, bs, n_batch, LANES, GROUP, EVEN_B))
     return acc + w0 * x0.to(DTYPE) + w1 * x1.to(DTYPE)
 
 
 @triton.jit
-def _gather_group_pairs(x_ptr, base0, base1, ok0, ok1, n_batch, w0, w1,
+def _gather_group_pairs(row0, row1, d1, ok0, ok1, n_batch, w0, w1,
                         bs0, bs1, bs2, bs3, bs4, bs5, bs6, bs7,
                         of0, of1, of2, of3, of4, of5, of6, of7,
                         acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7,
@@ -113,24 +114,24 @@ def _gather_group_pairs(x_ptr, base0, base1, ok0, ok1, n_batch, w0, w1,
                         EVEN_B: tl.constexpr, UNMASKED: tl.constexpr, DTYPE: tl.constexpr):
     """:func:`_gather_group_pair` for the first ``GROUPS`` (1, 2, 4 or 8) groups (the forward
     kernel's step); the other accumulators are returned as they are."""
-    acc0 = _gather_group_pair(x_ptr, base0, base1, bs0, of0, ok0, ok1, n_batch, w0, w1, acc0,
+    acc0 = _gather_group_pair(row0, row1, d1, bs0, of0, ok0, ok1, n_batch, w0, w1, acc0,
                               LANES, GROUP, EVEN_B, UNMASKED, DTYPE)
     if GROUPS > 1:
-        acc1 = _gather_group_pair(x_ptr, base0, base1, bs1, of1, ok0, ok1, n_batch, w0, w1,
+        acc1 = _gather_group_pair(row0, row1, d1, bs1, of1, ok0, ok1, n_batch, w0, w1,
                                   acc1, LANES, GROUP, EVEN_B, UNMASKED, DTYPE)
     if GROUPS > 2:
-        acc2 = _gather_group_pair(x_ptr, base0, base1, bs2, of2, ok0, ok1, n_batch, w0, w1,
+        acc2 = _gather_group_pair(row0, row1, d1, bs2, of2, ok0, ok1, n_batch, w0, w1,
                                   acc2, LANES, GROUP, EVEN_B, UNMASKED, DTYPE)
-        acc3 = _gather_group_pair(x_ptr, base0, base1, bs3, of3, ok0, ok1, n_batch, w0, w1,
+        acc3 = _gather_group_pair(row0, row1, d1, bs3, of3, ok0, ok1, n_batch, w0, w1,
                                   acc3, LANES, GROUP, EVEN_B, UNMASKED, DTYPE)
     if GROUPS > 4:
-        acc4 = _gather_group_pair(x_ptr, base0, base1, bs4, of4, ok0, ok1, n_batch, w0, w1,
+        acc4 = _gather_group_pair(row0, row1, d1, bs4, of4, ok0, ok1, n_batch, w0, w1,
                                   acc4, LANES, GROUP, EVEN_B, UNMASKED, DTYPE)
-        acc5 = _gather_group_pair(x_ptr, base0, base1, bs5, of5, ok0, ok1, n_batch, w0, w1,
+        acc5 = _gather_group_pair(row0, row1, d1, bs5, of5, ok0, ok1, n_batch, w0, w1,
                                   acc5, LANES, GROUP, EVEN_B, UNMASKED, DTYPE)
-        acc6 = _gather_group_pair(x_ptr, base0, base1, bs6, of6, ok0, ok1, n_batch, w0, w1,
+        acc6 = _gather_group_pair(row0, row1, d1, bs6, of6, ok0, ok1, n_batch, w0, w1,
                                   acc6, LANES, GROUP, EVEN_B, UNMASKED, DTYPE)
-        acc7 = _gather_group_pair(x_ptr, base0, base1, bs7, of7, ok0, ok1, n_batch, w0, w1,
+        acc7 = _gather_group_pair(row0, row1, d1, bs7, of7, ok0, ok1, n_batch, w0, w1,
                                   acc7, LANES, GROUP, EVEN_B, UNMASKED, DTYPE)
     return acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7
 
@@ -153,7 +154,7 @@ def joseph_forward_kernel(
         VIEW_BLOCK: tl.constexpr, DET_BLOCK: tl.constexpr, GROUP: tl.constexpr,
         GROUPS: tl.constexpr, TRANSPOSED: tl.constexpr, VEC: tl.constexpr,
         EVEN_B: tl.constexpr, DTYPE: tl.constexpr, FRAMED: tl.constexpr,
-        PLANAR: tl.constexpr):
+        PLANAR: tl.constexpr, PAIR_OFFSET: tl.constexpr):
     """``out[b, v, j] = sum_k w0 x[b, p0] + w1 x[b, p1]`` for a tile of rays and images.
 
     One program: ``VIEW_BLOCK x DET_BLOCK`` rays times ``GROUPS`` groups of ``GROUP`` images
@@ -183,6 +184,12 @@ def joseph_forward_kernel(
     ``EVEN_B``) the loads need no mask, and no register zeroing for masked-off lanes. A zero
     weight times a non-finite pixel is NaN, so non-finite inputs can spread to other rays of
     the same tile; ``XRayTransform`` rejects them unless ``check_inputs=False``.
+
+    ``PAIR_OFFSET`` (v5): each ray's pointer is formed once per step and its second neighbour
+    read at a fixed distance from it (``x_pix_q VEC`` elements along the row: an immediate
+    offset of the load where ``x_pix_q`` is the constant 1, as in the planar layout);
+    otherwise (v1-v4) both addresses are computed as 32-bit indices. The same loads and sums
+    either way.
     """
     LANES: tl.constexpr = VIEW_BLOCK * DET_BLOCK
     pid_r = tl.program_id(0)
@@ -213,6 +220,12 @@ def joseph_forward_kernel(
         stride_k = tl.where(vert, width, 1)
         stride_i = tl.where(vert, 1, width)
         half = 0
+    if not PAIR_OFFSET:
+        d1 = 0
+    elif TRANSPOSED:  # the next pixel of the same row: a constant where x_pix_q is one
+        d1 = x_pix_q * VEC
+    else:
+        d1 = (stride_i * x_pix_q * VEC)[:, None]
     k_lo = tl.min(kmin, axis=0)
     k_hi = tl.max(kmax, axis=0)
 
@@ -256,10 +269,13 @@ def joseph_forward_kernel(
         w0 = w0[:, None]
         w1 = w1[:, None]
         p0 = ka * stride_k + i0 * stride_i
-        base0 = ((half + p0 * x_pix_q) * VEC)[:, None]
-        base1 = ((half + (p0 + stride_i) * x_pix_q) * VEC)[:, None]
+        row0 = x_ptr + ((half + p0 * x_pix_q) * VEC)[:, None]
+        if PAIR_OFFSET:  # v5: the second neighbour at a fixed distance from the first
+            row1 = row0
+        else:  # v1-v4: its address computed as the first's
+            row1 = x_ptr + ((half + (p0 + stride_i) * x_pix_q) * VEC)[:, None]
         acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7 = _gather_group_pairs(
-            x_ptr, base0, base1, ok0, ok1, n_batch, w0, w1, bs0, bs1, bs2, bs3, bs4, bs5, bs6, bs7,
+            row0, row1, d1, ok0, ok1, n_batch, w0, w1, bs0, bs1, bs2, bs3, bs4, bs5, bs6, bs7,
             of0, of1, of2, of3, of4, of5, of6, of7, acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7,
             LANES, GROUP, GROUPS, EVEN_B, FRAMED, DTYPE)
 

@@ -187,7 +187,7 @@ def forward_launch(kernel, b: int, dtype: torch.dtype, cfg, image: Tuple[int, in
     kwargs = dict(VIEW_BLOCK=cfg.view_block, DET_BLOCK=cfg.det_block, GROUP=cfg.group,
                   GROUPS=cfg.groups, TRANSPOSED=cfg.transposed, VEC=vec, EVEN_B=even,
                   DTYPE=_accumulator(dtype), FRAMED=framed, PLANAR=layout == "planar",
-                  num_warps=cfg.num_warps)
+                  PAIR_OFFSET=cfg.pair_offset, num_warps=cfg.num_warps)
     return PreparedLaunch(cfg, shape, zero, copies, kernel, grid, args, kwargs)
 
 

@@ -101,6 +101,9 @@ def test_candidates_are_distinct_and_start_with_the_default():
             assert ds[0] == KernelConfig.default(batch, dtype).as_dict()
             assert all(a != b for i, a in enumerate(ds) for b in ds[i + 1:])
     assert any(d["b_block"] == 32 and d["layout"] == "planar" for d in dicts(32))  # 8 planes
+    for batch in (8, 32):  # the forward's other pair addressing (v4 / v5)
+        assert {d["pair_offset"] for d in dicts(batch)} == {False, True}
+    assert any(d["b_block"] == 8 and d["pair_offset"] for d in dicts(32))  # 2 planes, v5
     assert any(d["tile_h"] == 32 for d in dicts(8))  # 4 pixels per thread in the adjoint
     assert any(d["layout"] == "channels_last" for d in dicts(8))  # v3
     assert not any(d["b_block"] == 32 for d in dicts(8))
