@@ -480,6 +480,12 @@ VARIANTS = [
     # half the warps; KERNELS.md): where the batch has 32 images.
     Variant("ours:triton[v4, 8 planes]", "ours", ours_triton_config(b_block=32),
             applies=lambda case, dev: case.batch >= 32 and _goal_case(case, dev), priority=2),
+    # v5's addressing capped at v4's 64 registers where the default serves 4 groups (P256):
+    # the addressing without the occupancy it costs (KERNELS.md).
+    Variant("ours:triton[v5, 64 registers]", "ours", ours_triton_config(
+        pair_offset=True, forward_max_registers=64),
+        applies=lambda case, dev: _goal_case(case, dev) and not _default_pair_offset(case),
+        priority=2),
     # 2 planes per thread with v5's addressing where the default serves 4 (P256): one load
     # round per step and twice the warps, for more instructions per image (KERNELS.md).
     Variant("ours:triton[v5, 2 planes]", "ours", ours_triton_config(

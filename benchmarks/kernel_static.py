@@ -79,12 +79,15 @@ FWD_PTRS = ["x_ptr", "out_ptr", "slope_ptr", "icpt_ptr", "step_ptr", "kmin_ptr",
 ADJ_PTRS = ["y_ptr", "out_ptr", "slope_ptr", "icpt_ptr", "step_ptr", "view_ptr", "count_ptr"]
 
 
-def compile_sm90(fn, signature, constexprs, aligned, num_warps):
-    """Compile ``fn`` for sm_90 with ``aligned`` pointer arguments marked 16-byte aligned."""
+def compile_sm90(fn, signature, constexprs, aligned, num_warps, max_registers=None):
+    """Compile ``fn`` for sm_90 with ``aligned`` pointer arguments marked 16-byte aligned (and
+    ``maxnreg`` where ``max_registers`` caps the registers, as the runtime launches it)."""
     attrs = {(fn.arg_names.index(a),): [["tt.divisibility", 16]] for a in aligned}
     src = ASTSource(fn=fn, signature=signature, constexprs=constexprs, attrs=attrs)
-    return triton.compile(src, target=GPUTarget("cuda", 90, 32),
-                          options={"num_warps": num_warps})
+    options = {"num_warps": num_warps}
+    if max_registers is not None:
+        options["maxnreg"] = max_registers
+    return triton.compile(src, target=GPUTarget("cuda", 90, 32), options=options)
 
 
 _POINTER = {torch.float32: "*fp32", torch.bfloat16: "*bf16", torch.float16: "*fp16"}
@@ -115,7 +118,7 @@ def forward_kernel(cfg: KernelConfig, dtype: torch.dtype = torch.float32):
         GROUP=cfg.group, GROUPS=cfg.groups, TRANSPOSED=cfg.transposed, VEC=vec, EVEN_B=True,
         DTYPE=tl.float32, FRAMED=cfg.framed and cfg.transposed,
         PLANAR=cfg.layout == "planar", PAIR_OFFSET=cfg.pair_offset), FWD_PTRS,
-        cfg.num_warps)
+        cfg.num_warps, cfg.forward_max_registers)
 
 
 def adjoint_kernel(cfg: KernelConfig, dtype: torch.dtype = torch.float32,
@@ -263,8 +266,10 @@ def sass_loop(text: str) -> list:
         if m:
             labels[m.group(1)] = i
         m = re.search(r"BRA `\((\.L_x_\d+)\)", ln)
-        if m and m.group(1) in labels and (best is None or i - labels[m.group(1)] > best[1] - best[0]):
-            best = (labels[m.group(1)], i)
+        if m and m.group(1) in labels:  # a branch back to a label above: a loop
+            start = labels[m.group(1)]
+            if best is None or i - start > best[1] - best[0]:
+                best = (start, i)
     if best is None:
         return []
     out = []
@@ -365,6 +370,9 @@ def rows(batches=(1, 2, 4, 8, 16, 32)):
             if default.layout == "planar":  # v4 and v5 differ in the forward's addressing
                 versions += [("v4", default.replace(pair_offset=False)),
                              ("v5", default.replace(pair_offset=True))]
+                if default.groups == 4 and dtype == torch.float32:  # v5 at v4's registers
+                    versions.append(("v5, 64 registers", default.replace(
+                        pair_offset=True, forward_max_registers=64)))
             else:
                 versions.append(("v4", default))
             versions = [(name + " (default)" if cfg == default else name, cfg)

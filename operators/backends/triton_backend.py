@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import math
+import numbers
 import os
 from typing import Dict, Optional, Tuple
 
@@ -173,6 +174,13 @@ class KernelConfig:
         (v1-v4). The same loads and sums, so the same results bit for bit; compiled for sm_90 a
         step of the planar launch at 8 images per thread is 49 instructions instead of 57 and
         all its loads are issued before the first is used (``KERNELS.md``, twelfth session).
+    forward_max_registers : int or None
+        Forward only: a cap on its registers per thread (``maxnreg`` of Triton's launch,
+        16-255), or None (default): the compiler's choice. Compiled for sm_90, v5's forward with
+        4 groups per thread takes 66 registers (28 warps per SM); capped at 64 it keeps v4's
+        32 warps with 75 instructions per step and no spill (``KERNELS.md``, twelfth session).
+        (Not offered for the adjoint: under a cap of 64 ptxas gave it 64 registers instead of
+        43.) Triton's interpreter ignores it.
     parallel_adjoint : {"affine", "generic"}
         Adjoint of parallel beams in float32 / half precision: ``"affine"`` (v3, default) uses
         :func:`~.triton_kernels.joseph_adjoint_parallel_kernel` (per-view parameters, float32
@@ -185,7 +193,7 @@ class KernelConfig:
     def __init__(self, view_block=4, det_block=32, tile_h=8, tile_w=16, b_block=16, group=4,
                  layout="channels_last", transposed=True, num_warps=4, adjoint_count="table",
                  parallel_adjoint="affine", framed=True, adjoint_frame=True,
-                 pair_offset=False):
+                 pair_offset=False, forward_max_registers=None):
         for name, value in (("view_block", view_block), ("det_block", det_block),
                             ("tile_h", tile_h), ("tile_w", tile_w), ("b_block", b_block),
                             ("group", group), ("num_warps", num_warps)):
@@ -199,6 +207,13 @@ class KernelConfig:
             raise ValueError(f"layout must be one of {self.LAYOUTS}, got {layout!r}")
         if adjoint_count not in ("table", "reduce"):
             raise ValueError(f"adjoint_count must be 'table' or 'reduce', got {adjoint_count!r}")
+        cap = forward_max_registers
+        if cap is not None:
+            if isinstance(cap, bool) or not isinstance(cap, numbers.Integral):
+                raise TypeError(f"forward_max_registers must be an integer or None, got {cap!r}")
+            if not 16 <= cap <= 255:
+                raise ValueError(f"forward_max_registers must be between 16 and 255, got {cap}")
+            forward_max_registers = int(cap)
         if parallel_adjoint not in ("affine", "generic"):
             raise ValueError(f"parallel_adjoint must be 'affine' or 'generic', got "
                              f"{parallel_adjoint!r}")
@@ -207,7 +222,8 @@ class KernelConfig:
                       group=int(group), layout=layout, transposed=bool(transposed),
                       num_warps=int(num_warps), adjoint_count=adjoint_count,
                       parallel_adjoint=parallel_adjoint, framed=bool(framed),
-                      adjoint_frame=bool(adjoint_frame), pair_offset=bool(pair_offset))
+                      adjoint_frame=bool(adjoint_frame), pair_offset=bool(pair_offset),
+                      forward_max_registers=forward_max_registers)
         self.__dict__.update(fields)
         self.__dict__["_key"] = tuple(fields[name] for name in self._FIELDS)
         self.__dict__["_hash"] = hash(self._key)
@@ -316,7 +332,8 @@ class KernelConfig:
 
         The default, the cost model's runner-up tiles (forward 4 views x 32 detectors,
         adjoint 8 x 16 pixels), eight warps instead of four, the forward's other pair
-        addressing (``pair_offset``), and where they apply: 2 planes per thread with
+        addressing (``pair_offset``), and where they apply: with 4 groups of float32 images per
+        thread v5's addressing capped at 64 registers (v4's occupancy), 2 planes per thread with
         ``pair_offset`` (at least 16 float32 / 32 half-precision images: twice the warps, one
         load round per step), 8 planes per thread (at least 32 float32 / 64 half-precision
         images), 4 pixels per thread in the adjoint (at most 8 images per thread), and v3's
@@ -338,7 +355,8 @@ class KernelConfig:
         if batch > 1:
             variant(pair_offset=not base.pair_offset)
             vec = _vector_width(dtype)
-            if base.layout == "planar" and base.groups == 4:
+            if base.layout == "planar" and base.groups == 4 and dtype == torch.float32:
+                variant(pair_offset=True, forward_max_registers=64)  # v5 at v4's occupancy
                 variant(b_block=2 * base.group, tile_w=16, pair_offset=True)
             if batch >= 8 * vec and base.group == vec:
                 variant(b_block=8 * vec)
@@ -349,7 +367,7 @@ class KernelConfig:
 
     _FIELDS = ("view_block", "det_block", "tile_h", "tile_w", "b_block", "group", "layout",
                "transposed", "num_warps", "adjoint_count", "parallel_adjoint", "framed",
-               "adjoint_frame", "pair_offset")
+               "adjoint_frame", "pair_offset", "forward_max_registers")
 
     def as_dict(self) -> dict:
         return dict(zip(self._FIELDS, self._key))

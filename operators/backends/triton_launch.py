@@ -74,6 +74,13 @@ def _batch_layout(b: int, dtype: torch.dtype, cfg) -> Tuple[str, int, int, bool]
     return layout, vec, bp, bp % cfg.b_block == 0
 
 
+def _forward_options(cfg) -> dict:
+    """The forward's Triton compile options beyond ``num_warps``: ``maxnreg`` where ``cfg``
+    caps its registers (omitted otherwise, so that the launch's cache key is as before)."""
+    cap = cfg.forward_max_registers
+    return {} if cap is None else {"maxnreg": cap}
+
+
 class PreparedLaunch:
     """One call's work on the host: allocate the layout buffer, copy the input into it, launch.
 
@@ -187,7 +194,8 @@ def forward_launch(kernel, b: int, dtype: torch.dtype, cfg, image: Tuple[int, in
     kwargs = dict(VIEW_BLOCK=cfg.view_block, DET_BLOCK=cfg.det_block, GROUP=cfg.group,
                   GROUPS=cfg.groups, TRANSPOSED=cfg.transposed, VEC=vec, EVEN_B=even,
                   DTYPE=_accumulator(dtype), FRAMED=framed, PLANAR=layout == "planar",
-                  PAIR_OFFSET=cfg.pair_offset, num_warps=cfg.num_warps)
+                  PAIR_OFFSET=cfg.pair_offset, num_warps=cfg.num_warps,
+                  **_forward_options(cfg))
     return PreparedLaunch(cfg, shape, zero, copies, kernel, grid, args, kwargs)
 
 

@@ -104,6 +104,8 @@ def test_candidates_are_distinct_and_start_with_the_default():
     for batch in (8, 32):  # the forward's other pair addressing (v4 / v5)
         assert {d["pair_offset"] for d in dicts(batch)} == {False, True}
     assert any(d["b_block"] == 8 and d["pair_offset"] for d in dicts(32))  # 2 planes, v5
+    assert any(d["forward_max_registers"] == 64 and d["pair_offset"] for d in dicts(32))
+    assert all(d["forward_max_registers"] is None for d in dicts(8))
     assert any(d["tile_h"] == 32 for d in dicts(8))  # 4 pixels per thread in the adjoint
     assert any(d["layout"] == "channels_last" for d in dicts(8))  # v3
     assert not any(d["b_block"] == 32 for d in dicts(8))

@@ -298,3 +298,34 @@ def test_kernel_config_is_an_immutable_value():
         cfg.replace(warps=8)
     with pytest.raises(ValueError, match="num_warps"):
         cfg.replace(num_warps=3)
+
+
+def test_register_cap_reaches_the_forward_launch_only_when_set():
+    """``forward_max_registers`` becomes Triton's ``maxnreg`` compile option of the forward,
+    and of neither adjoint kernel; without it the launch options are those of before (so the
+    compiled-kernel cache keys are unchanged)."""
+    k = Kernels()
+    for cap in (None, 64):
+        cfg = KernelConfig.default(32).replace(forward_max_registers=cap)
+        launches = [
+            TL.forward_launch(Recorder(), 32, torch.float32, cfg, (4, 4), (3, 5), _tables()),
+            TL.adjoint_launch(k, 32, torch.float32, cfg, (4, 4), (3, 5), _tables(2, True),
+                              None),
+            TL.adjoint_launch(k, 32, torch.float64, cfg, (4, 4), (3, 5), _tables(2, True),
+                              lambda th, tw: torch.zeros(3, 2, dtype=torch.int32))]
+        for i, launch in enumerate(launches):
+            assert launch.kwargs["num_warps"] == 4
+            if cap is None or i > 0:
+                assert "maxnreg" not in launch.kwargs
+            else:
+                assert launch.kwargs["maxnreg"] == 64
+
+
+@pytest.mark.parametrize("value, error", [("64", TypeError), (True, TypeError),
+                                          (64.0, TypeError), (8, ValueError),
+                                          (256, ValueError)])
+def test_register_cap_is_checked(value, error):
+    with pytest.raises(error, match="forward_max_registers"):
+        KernelConfig.default(8).replace(forward_max_registers=value)
+    cfg = KernelConfig.default(8).replace(forward_max_registers=np.int64(48))
+    assert cfg.forward_max_registers == 48 and type(cfg.forward_max_registers) is int
