@@ -212,44 +212,35 @@ def _drop_dead_zeroing(body: list) -> list:
                     and re.match(r"^mov\.u32\s+(%r\d+)", x).group(1) in dead)]
 
 
-def registers(kern):
-    """Registers per thread of the compiled kernel (``cuobjdump -res-usage`` of its cubin, the
-    tool Triton's NVIDIA backend ships), or None where the tool is missing."""
+def _on_cubin(kern, tool_name: str, *args: str):
+    """Stdout of ``tool_name`` (a binary shipped with Triton's NVIDIA backend: ``cuobjdump``,
+    ``nvdisasm``) run on the kernel's cubin, or None where the tool is missing."""
     import os
     import tempfile
-    tool = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "cuobjdump"
+    tool = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / tool_name
     if not tool.exists() or "cubin" not in kern.asm:
         return None
     with tempfile.NamedTemporaryFile(suffix=".cubin", delete=False) as f:
         f.write(kern.asm["cubin"])
     try:
-        out = subprocess.run([str(tool), "-res-usage", f.name], capture_output=True,
-                             text=True).stdout
-    finally:
-        os.unlink(f.name)
-    m = re.search(r"REG:(\d+)", out)
-    return int(m.group(1)) if m else None
-
-
-def _tool(name: str) -> Path:
-    return Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / name
-
-
-def sass(kern):
-    """The machine code (SASS) of the compiled kernel (``nvdisasm`` of its cubin, shipped with
-    Triton's NVIDIA backend), or None where the tool is missing."""
-    import os
-    import tempfile
-    tool = _tool("nvdisasm")
-    if not tool.exists() or "cubin" not in kern.asm:
-        return None
-    with tempfile.NamedTemporaryFile(suffix=".cubin", delete=False) as f:
-        f.write(kern.asm["cubin"])
-    try:
-        return subprocess.run([str(tool), "-c", f.name], capture_output=True, text=True,
+        return subprocess.run([str(tool), *args, f.name], capture_output=True, text=True,
                               check=True).stdout
     finally:
         os.unlink(f.name)
+
+
+def registers(kern):
+    """Registers per thread of the compiled kernel (``cuobjdump -res-usage``), or None where
+    the tool is missing."""
+    out = _on_cubin(kern, "cuobjdump", "-res-usage")
+    m = re.search(r"REG:(\d+)", out or "")
+    return int(m.group(1)) if m else None
+
+
+def sass(kern):
+    """The machine code (SASS) of the compiled kernel (``nvdisasm``), or None where the tool
+    is missing."""
+    return _on_cubin(kern, "nvdisasm", "-c")
 
 
 _SASS_INSTR = re.compile(r"^\s*/\*[0-9a-f]+\*/\s+(.*?)\s*;")
