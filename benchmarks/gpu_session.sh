@@ -102,6 +102,7 @@ if t=$(budget "${PROFILE_TIMEOUT:-90}"); then
 fi
 
 # 4. what limits each kernel: Nsight Compute's hardware counters, one launch per direction
+#    (and in P256 / P512 the forward again with the other pair addressing)
 if [ "${NCU:-1}" != 0 ] && ! command -v ncu >/dev/null 2>&1; then
     echo "ncu: not on PATH, step 4 skipped"
 elif [ "${NCU:-1}" != 0 ] && t=$(budget "${NCU_TIMEOUT:-120}"); then

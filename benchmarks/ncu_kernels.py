@@ -77,15 +77,16 @@ def select_cases(ap, text: str, full, tiny=None):
     return [small[n] for n in names if n in small]
 
 
-#: The cases where the forward is also profiled with the other pair addressing.
-GOAL_CASES = ("P256", "P512")
+def _prepared(backend, direction, t):
+    """The launch ``backend`` (a warmed-up ``TritonBackend``) prepared for ``t``."""
+    return backend._ready[(direction, t.shape, t.dtype, t.device)]
 
 
 def other_addressing(backend, x, table):
-    """``(config, forward)``: ``backend``'s launch for ``x`` with ``pair_offset`` flipped, and
-    the forward of a backend that runs it."""
-    from operators.backends.triton_backend import KernelConfig, TritonBackend
-    cfg = backend.config or KernelConfig.default(x.shape[0], x.dtype)
+    """``(config, forward)``: the launch ``backend`` prepared for ``x`` with ``pair_offset``
+    flipped, and the forward of a backend that runs it."""
+    from operators.backends.triton_backend import TritonBackend
+    cfg = _prepared(backend, "forward", x).config
     flipped = cfg.replace(pair_offset=not cfg.pair_offset)
     other = TritonBackend(backend.grid, backend.geometry, flipped)
     return flipped, lambda t: other.forward(t, table)
@@ -93,10 +94,10 @@ def other_addressing(backend, x, table):
 
 def planned_launches(backend, x, y):
     """``[(kernel name, grid)]`` of the forward of ``x`` and the adjoint of ``y``, as
-    ``backend`` (a warmed-up ``TritonBackend``) will launch them: its prepared launches."""
+    ``backend`` will launch them: its prepared launches."""
     out = []
     for direction, t in (("forward", x), ("adjoint", y)):
-        launch = backend._ready[(direction, t.shape, t.dtype, t.device)]
+        launch = _prepared(backend, direction, t)
         kernel = getattr(launch.kernel, "fn", launch.kernel)  # the interpreter wraps it
         out.append((kernel.__name__, launch.grid))
     return out
@@ -135,7 +136,7 @@ def main(argv=None) -> int:
             a.T(y)
         backend = a._backend_for(x.device)
         other = None
-        if args.other_addressing and case.name in GOAL_CASES:
+        if args.other_addressing and case.name in gpu_bench.GOAL_CASES:
             other = other_addressing(backend, x, a.ray_table)
             for _ in range(args.warmup):
                 other[1](x)
