@@ -26,7 +26,8 @@
 #   5. torch.compile around the kernels (Inductor, CUDA graphs with mode="reduce-overhead")
 #                                                     <= COMPILE_TIMEOUT (60 s)
 #   6. memcheck of every launch, small sizes          <= MEMCHECK_TIMEOUT (200 s: 75 s covered
-#      69 of its cases on the H100; MEMCHECK=0 skips)
+#      69 of its 192 cases on the H100, 200 s 166 on the H200; MEMCHECK=0 skips; MEMCHECK_ARGS,
+#      e.g. "--geometries parallel-offset,parallel-sparse", picks the geometries)
 #   7. racecheck of v1's batch-8 launch               <= 45 s (RACECHECK=0 skips it;
 #      RACECHECK_LAUNCHES="v1 default" adds v4's)
 # On the H200 (2026-11-27, 527 s in all) step 1 was cut at its then 180 s (then rerun alone:
@@ -119,8 +120,8 @@ elif [ "${NCU:-1}" != 0 ] && t=$(budget "${NCU_TIMEOUT:-120}"); then
         "$PY" benchmarks/ncu_kernels.py --cases "${NCU_CASES:-P256,P512,F256}" \
         > "$OUT_DIR/ncu_kernels.txt" 2>&1
     echo "ncu rc $?"
-    grep -E "^profiled:|^  joseph|Duration|Throughput|Hit Rate|Achieved Occupancy|Registers Per|Warp Cycles Per Issued|Issue Slots Busy|==ERROR|==WARNING" \
-        "$OUT_DIR/ncu_kernels.txt" | cut -c1-150 | head -n 120
+    grep -E "==ERROR" "$OUT_DIR/ncu_kernels.txt" | cut -c1-150 | head -n 20
+    "$PY" benchmarks/ncu_summary.py "$OUT_DIR/ncu_kernels.txt"
     pack
 fi
 
@@ -136,7 +137,8 @@ fi
 if [ "${MEMCHECK:-1}" != 0 ] && command -v compute-sanitizer >/dev/null 2>&1 \
         && t=$(budget "${MEMCHECK_TIMEOUT:-200}"); then
     PYTORCH_NO_CUDA_MEMORY_CACHING=1 timeout "$t" compute-sanitizer \
-        --tool memcheck "$PY" benchmarks/memcheck_kernels.py > "$OUT_DIR/memcheck.txt" 2>&1
+        --tool memcheck "$PY" benchmarks/memcheck_kernels.py ${MEMCHECK_ARGS:-} \
+        > "$OUT_DIR/memcheck.txt" 2>&1
     echo "memcheck rc $? (limit ${t}s): $(grep -E 'ERROR SUMMARY|launches on' "$OUT_DIR/memcheck.txt" \
         | tr '\n' ' ' | cut -c1-300)"
     pack

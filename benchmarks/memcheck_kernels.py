@@ -48,6 +48,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true",
                     help="a subset (one parallel and one fan geometry, batches 1 and 8)")
+    ap.add_argument("--geometries", default="",
+                    help="comma-separated registry geometries to sweep (default: all; a run cut "
+                         "by its time limit can go on with the ones it did not reach)")
     args = ap.parse_args(argv)
     import torch
     if not torch.cuda.is_available():
@@ -66,6 +69,13 @@ def main(argv=None) -> int:
     dtypes = (torch.float32, torch.bfloat16)
     if args.quick:
         geometries, batches, dtypes = ["parallel-offset", "fan-curved-limited"], (1, 8), dtypes
+    if args.geometries:
+        wanted = [g.strip() for g in args.geometries.split(",") if g.strip()]
+        unknown = sorted(set(wanted) - set(registry._GEOMETRIES))
+        if unknown or not wanted:
+            ap.error(f"--geometries: unknown {unknown or args.geometries!r}; "
+                     f"choose from {', '.join(sorted(registry._GEOMETRIES))}")
+        geometries = [g for g in geometries if g in wanted] if args.quick else wanted
     tolerance = {torch.float32: 1e-5, torch.bfloat16: 1e-2}
     gen = torch.Generator().manual_seed(0)
     worst, failures, count = 0.0, [], 0

@@ -26,3 +26,17 @@ def test_memcheck_sweep_runs_every_launch_within_tolerance():
     # 2 geometries x 2 grids x (float32: batch 1 + batch 8 x 3 launches; bfloat16: 2)
     assert lines[-1].startswith("24 launches on cpu") and "0 above tolerance" in lines[-1]
     assert sum(" v1: " in ln for ln in lines) == 4 and sum(" v3: " in ln for ln in lines) == 4
+
+
+def test_memcheck_sweep_takes_the_geometries_a_cut_run_did_not_reach():
+    env = dict(os.environ, TRITON_INTERPRET="1", OMP_NUM_THREADS="1")
+    script = str(ROOT / "benchmarks" / "memcheck_kernels.py")
+    proc = subprocess.run([sys.executable, script, "--quick", "--geometries", "parallel-offset"],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    lines = proc.stdout.splitlines()
+    assert lines[-1].startswith("12 launches on cpu"), lines[-1]
+    assert all(ln.startswith("parallel-offset-") for ln in lines[:-1])
+    bad = subprocess.run([sys.executable, script, "--geometries", "parallel-offset,helical"],
+                         capture_output=True, text=True, env=env, timeout=600)
+    assert bad.returncode == 2 and "--geometries: unknown ['helical']" in bad.stderr
