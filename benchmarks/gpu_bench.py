@@ -467,6 +467,11 @@ VARIANTS = [
             applies=lambda case, dev: _goal_case(case, dev) and not _default_pair_offset(case)),
     Variant("ours:triton[v4 addressing]", "ours", ours_triton_config(pair_offset=False),
             applies=lambda case, dev: _goal_case(case, dev) and _default_pair_offset(case)),
+    # v6: the forward's tiles longest first (KERNELS.md, thirteenth session: the last wave of
+    # the default's forward leaves multiprocessors idle), where it has several waves of tiles.
+    Variant("ours:triton[v6 longest first]", "ours",
+            ours_triton_config(tile_order="longest_first"),
+            applies=lambda case, dev: _goal_case(case, dev) or case.name == "F256"),
     Variant("torchtomo:cuda", "peer", torchtomo_variant("cuda")),
     Variant("torchtomo:cuda approximate", "peer", torchtomo_variant("cuda", True)),
     Variant("torchtomo:torch", "peer", torchtomo_variant("torch")),

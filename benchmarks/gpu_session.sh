@@ -26,8 +26,8 @@
 #   5. torch.compile around the kernels (Inductor, CUDA graphs with mode="reduce-overhead")
 #                                                     <= COMPILE_TIMEOUT (60 s)
 #   6. memcheck of every launch, small sizes          <= MEMCHECK_TIMEOUT (200 s: 75 s covered
-#      69 of its 192 cases on the H100, 200 s 166 on the H200; MEMCHECK=0 skips; MEMCHECK_ARGS,
-#      e.g. "--geometries parallel-offset,parallel-sparse", picks the geometries)
+#      69 of its then 192 cases on the H100, 200 s 166 on the H200; 208 since v6; MEMCHECK=0
+#      skips; MEMCHECK_ARGS, e.g. "--geometries parallel-offset,parallel-sparse", picks some)
 #   7. racecheck of v1's batch-8 launch               <= 45 s (RACECHECK=0 skips it;
 #      RACECHECK_LAUNCHES="v1 default" adds v4's)
 # On the H200 (2026-11-27, 527 s in all) step 1 was cut at its then 180 s (then rerun alone:
@@ -78,7 +78,7 @@ pack
 #    image's Triton (3.6.0 on 2026-11-27) compiles differently. Unbuffered, so that a step cut
 #    by its time limit still shows which test it was in.
 GPU_TEST_FILTER="not compile_for_the_gpu and not issues_fewer and not synchronises \
-and not read_8_images and not pair_offset_saves and not load_rounds"
+and not read_8_images and not pair_offset_saves and not load_rounds and not cost_nothing"
 if t=$(budget "${TEST_TIMEOUT:-240}"); then
     PYTHONUNBUFFERED=1 timeout "$t" "$PY" -m pytest -q -rA -s -p no:cacheprovider -m "" \
         --durations=12 -k "$GPU_TEST_FILTER" \
@@ -109,7 +109,7 @@ if t=$(budget "${PROFILE_TIMEOUT:-90}"); then
 fi
 
 # 4. what limits each kernel: Nsight Compute's hardware counters, one launch per direction
-#    (and in P256 / P512 the forward again with the other pair addressing)
+#    (and in each case the forward again with its tiles longest first, v6)
 if [ "${NCU:-1}" != 0 ] && ! command -v ncu >/dev/null 2>&1; then
     echo "ncu: not on PATH, step 4 skipped"
 elif [ "${NCU:-1}" != 0 ] && t=$(budget "${NCU_TIMEOUT:-120}"); then

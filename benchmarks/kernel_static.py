@@ -61,9 +61,9 @@ F32, F64, I32, C = "*fp32", "*fp64", "i32", "constexpr"
 FWD_SIG = dict(x_ptr=F32, out_ptr=F32, slope_ptr=F64, icpt_ptr=F64, step_ptr=F64,
                kmin_ptr="*i32", kmax_ptr="*i32", n_views=I32, n_det=I32, n_batch=I32,
                width=I32, height=I32, x_pix_q=I32, x_b_stride=C, x_half_q=I32,
-               x_plane_q=I32, out_ray_stride=C, out_b_stride=I32, VIEW_BLOCK=C, DET_BLOCK=C,
-               GROUP=C, GROUPS=C, TRANSPOSED=C, VEC=C, EVEN_B=C, DTYPE=C, FRAMED=C, PLANAR=C,
-               PAIR_OFFSET=C)
+               x_plane_q=I32, out_ray_stride=C, out_b_stride=I32, order_ptr="*i32",
+               VIEW_BLOCK=C, DET_BLOCK=C, GROUP=C, GROUPS=C, TRANSPOSED=C, VEC=C, EVEN_B=C,
+               DTYPE=C, FRAMED=C, PLANAR=C, PAIR_OFFSET=C, ORDERED=C)
 ADJ_SIG = dict(y_ptr=F32, out_ptr=F32, slope_ptr=F64, icpt_ptr=F64, step_ptr=F64,
                view_ptr=F32, count_ptr="*i32", count_v_stride=I32, count_t_stride=I32,
                n_views=I32, n_det=I32, n_batch=I32, height=I32, width=I32,
@@ -117,7 +117,8 @@ def forward_kernel(cfg: KernelConfig, dtype: torch.dtype = torch.float32):
         x_b_stride=1, out_ray_stride=1, VIEW_BLOCK=cfg.view_block, DET_BLOCK=cfg.det_block,
         GROUP=cfg.group, GROUPS=cfg.groups, TRANSPOSED=cfg.transposed, VEC=vec, EVEN_B=True,
         DTYPE=tl.float32, FRAMED=cfg.framed and cfg.transposed,
-        PLANAR=cfg.layout == "planar", PAIR_OFFSET=cfg.pair_offset), FWD_PTRS,
+        PLANAR=cfg.layout == "planar", PAIR_OFFSET=cfg.pair_offset,
+        ORDERED=cfg.tile_order != "grid"), FWD_PTRS,
         cfg.num_warps, cfg.forward_max_registers)
 
 
@@ -394,7 +395,8 @@ def v1_as_run_kernels(batch: int, geom_code: int = K.GEOM_PARALLEL,
         old = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(old)
         fwd_sig = {k: v for k, v in FWD_SIG.items() if k not in (
-            "GROUP", "GROUPS", "FRAMED", "PLANAR", "x_plane_q", "PAIR_OFFSET")}
+            "GROUP", "GROUPS", "FRAMED", "PLANAR", "x_plane_q", "PAIR_OFFSET", "order_ptr",
+            "ORDERED")}
         adj_sig = {k: v for k, v in ADJ_SIG.items() if k not in (
             "count_ptr", "count_v_stride", "count_t_stride", "GROUP", "GROUPS",
             "COUNT_FROM_TABLE", "PLANAR", "y_plane_q", "CLAMPED")}

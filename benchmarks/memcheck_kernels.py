@@ -7,7 +7,7 @@ tests check only through the results. Here every geometry of the contract tests
 (``tests/operators/registry.py``: parallel full / offset / limited / sparse, fan flat and
 curved with offsets and limited arcs, odd and even grids) runs with the default launch at the
 batch sizes that select different layouts (1: plain; 2, 3, 8, 32: planar with 1 to 8 planes)
-in float32 and bfloat16, plus v3's and v1's launches at batch 8::
+in float32 and bfloat16, plus v3's, v1's and v6's (tiles longest first) launches at batch 8::
 
     PYTORCH_NO_CUDA_MEMORY_CACHING=1 compute-sanitizer --tool memcheck \\
         python3 benchmarks/memcheck_kernels.py
@@ -33,8 +33,9 @@ sys.path.insert(0, str(ROOT / "tests" / "operators"))
 
 
 def launches(batch: int, dtype):
-    """``(name, KernelConfig)``: the default launch, and at batch 8 in float32 also v3's and
-    v1's (the launches the benchmark times)."""
+    """``(name, KernelConfig)``: the default launch, and at batch 8 in float32 also v3's,
+    v1's and the default with its tiles longest first (v6; the launches the benchmark
+    times)."""
     import torch
 
     from operators.backends.triton_backend import KernelConfig
@@ -42,6 +43,7 @@ def launches(batch: int, dtype):
     if batch == 8 and dtype == torch.float32:
         yield "v3", KernelConfig.v3(batch, dtype)
         yield "v1", KernelConfig.v1(batch)
+        yield "v6", KernelConfig.default(batch, dtype).replace(tile_order="longest_first")
 
 
 def main(argv=None) -> int:

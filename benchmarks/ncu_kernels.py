@@ -13,10 +13,12 @@ alone (the layout copies around them are left out by the kernel-name filter)::
         --section WarpStateStats --section SchedulerStats --section InstructionStats \\
         python3 benchmarks/ncu_kernels.py [--cases P256,P512,F256]
 
-In the goal cases (P256, P512) a third launch follows: the forward with the other pair
-addressing (``KernelConfig.pair_offset``: v5's where the default keeps v4's, and the reverse;
-``KERNELS.md``, twelfth session), so that the two forwards' stall reasons can be compared
-(``--no-other-addressing`` leaves it out).
+In every case a third launch follows: the forward with one launch option flipped, so that the
+two forwards' counters can be compared. ``--other tile_order`` (default): the tiles longest
+first where the default takes them in the grid's order (v6, ``KERNELS.md``, thirteenth
+session: does the last wave still leave multiprocessors idle?); ``--other pair_offset``: the
+other pair addressing (v4 / v5, twelfth session; profiled on the H200 in the thirteenth);
+``--other none`` leaves it out.
 
 (``benchmarks/gpu_session.sh``, step 4, runs exactly this.) ``--clock-control none`` leaves
 the clocks as the benchmark had them. Before each profiled pair the script prints the case,
@@ -52,8 +54,9 @@ def parse_args(argv=None):
     ap.add_argument("--cases", default=DEFAULT_CASES,
                     help=f"comma-separated cases of gpu_bench.py (default {DEFAULT_CASES}; "
                          "the memory case M512 is refused)")
-    ap.add_argument("--no-other-addressing", dest="other_addressing", action="store_false",
-                    help="leave out the goal cases' forward with the other pair addressing")
+    ap.add_argument("--other", choices=sorted(OTHER) + ["none"], default="tile_order",
+                    help="the forward launched a second time with this option flipped "
+                         "(default tile_order; none leaves it out)")
     ap.add_argument("--warmup", type=positive_int, default=2,
                     help="unprofiled calls per direction before the profiled pair (default 2; "
                          "the first compiles the kernels)")
@@ -82,12 +85,17 @@ def _prepared(backend, direction, t):
     return backend._ready[(direction, t.shape, t.dtype, t.device)]
 
 
-def other_addressing(backend, x, table):
-    """``(config, forward)``: the launch ``backend`` prepared for ``x`` with ``pair_offset``
-    flipped, and the forward of a backend that runs it."""
+#: The launch options ``--other`` can flip, each with the value it takes instead of ``value``.
+OTHER = {"tile_order": lambda value: "longest_first" if value == "grid" else "grid",
+         "pair_offset": lambda value: not value}
+
+
+def other_launch(backend, x, table, field: str):
+    """``(config, forward)``: the launch ``backend`` prepared for ``x`` with ``field`` (a key
+    of :data:`OTHER`) flipped, and the forward of a backend that runs it."""
     from operators.backends.triton_backend import TritonBackend
     cfg = _prepared(backend, "forward", x).config
-    flipped = cfg.replace(pair_offset=not cfg.pair_offset)
+    flipped = cfg.replace(**{field: OTHER[field](getattr(cfg, field))})
     other = TritonBackend(backend.grid, backend.geometry, flipped)
     return flipped, lambda t: other.forward(t, table)
 
@@ -136,8 +144,8 @@ def main(argv=None) -> int:
             a.T(y)
         backend = a._backend_for(x.device)
         other = None
-        if args.other_addressing and case.name in gpu_bench.GOAL_CASES:
-            other = other_addressing(backend, x, a.ray_table)
+        if args.other != "none":
+            other = other_launch(backend, x, a.ray_table, args.other)
             for _ in range(args.warmup):
                 other[1](x)
         plans.append((case, a, x, y, planned_launches(backend, x, y), other))
@@ -149,8 +157,8 @@ def main(argv=None) -> int:
         for case, a, x, y, launches, other in plans:
             kernels = ", then ".join(f"{name} grid {grid}" for name, grid in launches)
             if other is not None:
-                kernels += (f", then joseph_forward_kernel with pair_offset="
-                            f"{other[0].pair_offset} (the other addressing)")
+                kernels += (f", then joseph_forward_kernel with {args.other}="
+                            f"{getattr(other[0], args.other)!r} (the other {args.other})")
             print(f"profiled: {case.name} (batch {case.batch}): {kernels}", flush=True)
             a(x)
             a.T(y)

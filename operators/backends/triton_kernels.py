@@ -150,11 +150,11 @@ def _group_masks(ok, bs, n_batch, LANES: tl.constexpr, GROUP: tl.constexpr,
 def joseph_forward_kernel(
         x_ptr, out_ptr, slope_ptr, icpt_ptr, step_ptr, kmin_ptr, kmax_ptr,
         n_views, n_det, n_batch, width, height,
-        x_pix_q, x_b_stride, x_half_q, x_plane_q, out_ray_stride, out_b_stride,
+        x_pix_q, x_b_stride, x_half_q, x_plane_q, out_ray_stride, out_b_stride, order_ptr,
         VIEW_BLOCK: tl.constexpr, DET_BLOCK: tl.constexpr, GROUP: tl.constexpr,
         GROUPS: tl.constexpr, TRANSPOSED: tl.constexpr, VEC: tl.constexpr,
         EVEN_B: tl.constexpr, DTYPE: tl.constexpr, FRAMED: tl.constexpr,
-        PLANAR: tl.constexpr, PAIR_OFFSET: tl.constexpr):
+        PLANAR: tl.constexpr, PAIR_OFFSET: tl.constexpr, ORDERED: tl.constexpr):
     """``out[b, v, j] = sum_k w0 x[b, p0] + w1 x[b, p1]`` for a tile of rays and images.
 
     One program: ``VIEW_BLOCK x DET_BLOCK`` rays times ``GROUPS`` groups of ``GROUP`` images
@@ -190,9 +190,17 @@ def joseph_forward_kernel(
     offset of the load where ``x_pix_q`` is the constant 1, as in the planar layout);
     otherwise (v1-v4) both addresses are computed as 32-bit indices. The same loads and sums
     either way.
+
+    ``ORDERED`` (v6): program ``p`` of the ray axis computes tile ``order_ptr[p]`` instead of
+    tile ``p``; the host orders the tiles by their step range, longest first, so that the
+    short tiles end the grid and fill the last wave (:func:`~.triton_backend.tile_order`).
+    Each tile computes the same values either way.
     """
     LANES: tl.constexpr = VIEW_BLOCK * DET_BLOCK
-    pid_r = tl.program_id(0)
+    if ORDERED:
+        pid_r = tl.load(order_ptr + tl.program_id(0))
+    else:
+        pid_r = tl.program_id(0)
     pid_b = tl.program_id(1)
     det_tiles = tl.cdiv(n_det, DET_BLOCK)
     v0 = (pid_r // det_tiles) * VIEW_BLOCK

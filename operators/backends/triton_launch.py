@@ -145,14 +145,24 @@ def _planar_copies(b: int, group: int, plane: int, spatial: Tuple[int, int],
 
 
 def forward_launch(kernel, b: int, dtype: torch.dtype, cfg, image: Tuple[int, int],
-                   rays: Tuple[int, int], tables: dict) -> PreparedLaunch:
+                   rays: Tuple[int, int], tables: dict,
+                   order: Optional[torch.Tensor] = None) -> PreparedLaunch:
     """The forward projection of ``b`` images ``image = (H, W)`` to ``rays = (V, D)``.
 
     ``kernel``: :func:`~.triton_kernels.joseph_forward_kernel`; ``tables``: the backend's
-    per-ray tables (``slope``, ``icpt``, ``step``, ``kmin``, ``kmax``).
+    per-ray tables (``slope``, ``icpt``, ``step``, ``kmin``, ``kmax``); ``order``: the tiles
+    in the order the programs take them (int32, one per ray tile of ``cfg``;
+    :func:`~.triton_backend.tile_order`), needed where ``cfg.tile_order`` is not ``"grid"``.
     """
     h, w = image
     v, d = rays
+    tiles = _cdiv(v, cfg.view_block) * _cdiv(d, cfg.det_block)
+    ordered = cfg.tile_order != "grid"
+    if ordered and (order is None or tuple(order.shape) != (tiles,)
+                    or order.dtype != torch.int32):
+        got = None if order is None else f"{tuple(order.shape)} {order.dtype}"
+        raise ValueError(f"order: tile_order={cfg.tile_order!r} needs the int32 order of the "
+                         f"{tiles} ray tiles, got {got}")
     layout, vec, bp, even = _batch_layout(b, dtype, cfg)
     halves = 2 if cfg.transposed else 1
     framed = cfg.framed and cfg.transposed
@@ -188,13 +198,15 @@ def forward_launch(kernel, b: int, dtype: torch.dtype, cfg, image: Tuple[int, in
         if cfg.transposed:
             copies.append(((b, h, w), (size, 1, h + f), b * size + lead, 0, b))
         x_pix_q, x_b, x_half_q = 1, size, b * size
-    grid = (_cdiv(v, cfg.view_block) * _cdiv(d, cfg.det_block), _cdiv(b, cfg.b_block))
+    grid = (tiles, _cdiv(b, cfg.b_block))
+    # Unordered, the kernel never reads order_ptr: any int32 tensor stands in.
     args = (tables["slope"], tables["icpt"], tables["step"], tables["kmin"], tables["kmax"],
-            v, d, b, w, h, x_pix_q, x_b, x_half_q, x_plane_q, 1, v * d)
+            v, d, b, w, h, x_pix_q, x_b, x_half_q, x_plane_q, 1, v * d,
+            order if ordered else tables["kmin"])
     kwargs = dict(VIEW_BLOCK=cfg.view_block, DET_BLOCK=cfg.det_block, GROUP=cfg.group,
                   GROUPS=cfg.groups, TRANSPOSED=cfg.transposed, VEC=vec, EVEN_B=even,
                   DTYPE=_accumulator(dtype), FRAMED=framed, PLANAR=layout == "planar",
-                  PAIR_OFFSET=cfg.pair_offset, num_warps=cfg.num_warps,
+                  PAIR_OFFSET=cfg.pair_offset, ORDERED=ordered, num_warps=cfg.num_warps,
                   **_forward_options(cfg))
     return PreparedLaunch(cfg, shape, zero, copies, kernel, grid, args, kwargs)
 

@@ -23,9 +23,10 @@ def test_memcheck_sweep_runs_every_launch_within_tolerance():
                            "--quick"], capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     lines = proc.stdout.splitlines()
-    # 2 geometries x 2 grids x (float32: batch 1 + batch 8 x 3 launches; bfloat16: 2)
-    assert lines[-1].startswith("24 launches on cpu") and "0 above tolerance" in lines[-1]
+    # 2 geometries x 2 grids x (float32: batch 1 + batch 8 x 4 launches; bfloat16: 2)
+    assert lines[-1].startswith("28 launches on cpu") and "0 above tolerance" in lines[-1]
     assert sum(" v1: " in ln for ln in lines) == 4 and sum(" v3: " in ln for ln in lines) == 4
+    assert sum(" v6: " in ln for ln in lines) == 4
 
 
 def test_memcheck_sweep_takes_the_geometries_a_cut_run_did_not_reach():
@@ -35,7 +36,7 @@ def test_memcheck_sweep_takes_the_geometries_a_cut_run_did_not_reach():
                           capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     lines = proc.stdout.splitlines()
-    assert lines[-1].startswith("12 launches on cpu"), lines[-1]
+    assert lines[-1].startswith("14 launches on cpu"), lines[-1]
     assert all(ln.startswith("parallel-offset-") for ln in lines[:-1])
     bad = subprocess.run([sys.executable, script, "--geometries", "parallel-offset,helical"],
                          capture_output=True, text=True, env=env, timeout=600)

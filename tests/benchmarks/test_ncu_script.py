@@ -31,13 +31,20 @@ def test_one_forward_and_one_adjoint_per_case_with_the_kernels_named():
     assert "joseph_forward_kernel grid (" in profiled[0]
     assert "then joseph_adjoint_parallel_kernel grid (" in profiled[0]
     assert "then joseph_adjoint_kernel grid (" in profiled[1]  # fan beam: the generic adjoint
-    # A goal case's forward again with the other pair addressing (tiny P256, batch 4: the
-    # default takes v5's, so the third launch is v4's).
-    assert profiled[0].endswith("then joseph_forward_kernel with pair_offset=False "
-                                "(the other addressing)")
-    assert "other addressing" not in profiled[1]
-    assert lines[-1].startswith("5 launches on cpu")
-    proc = _run("--cases", "P256", "--no-other-addressing")
+    # Each case's forward again with its tiles longest first (v6; the default takes them in
+    # the grid's order).
+    for ln in profiled:
+        assert ln.endswith("then joseph_forward_kernel with tile_order='longest_first' "
+                           "(the other tile_order)"), ln
+    assert lines[-1].startswith("6 launches on cpu")
+    # or with the other pair addressing (tiny P256, batch 4: the default takes v5's, so the
+    # third launch is v4's)
+    proc = _run("--cases", "P256", "--other", "pair_offset")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert ("then joseph_forward_kernel with pair_offset=False (the other pair_offset)"
+            in proc.stdout)
+    assert proc.stdout.splitlines()[-1].startswith("3 launches on cpu")
+    proc = _run("--cases", "P256", "--other", "none")
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert proc.stdout.splitlines()[-1].startswith("2 launches on cpu")
 

@@ -107,6 +107,9 @@ def test_candidates_are_distinct_and_start_with_the_default():
     assert any(d["b_block"] == 8 and d["pair_offset"] for d in dicts(32))  # 2 planes, v5
     assert any(d["forward_max_registers"] == 64 and d["pair_offset"] for d in dicts(32))
     assert all(d["forward_max_registers"] is None for d in dicts(8))
+    for batch in (1, 8, 32):  # the default with its tiles longest first (v6)
+        default = KernelConfig.default(batch)
+        assert default.replace(tile_order="longest_first").as_dict() in dicts(batch)
     assert any(d["tile_h"] == 32 for d in dicts(8))  # 4 pixels per thread in the adjoint
     assert any(d["layout"] == "channels_last" for d in dicts(8))  # v3
     assert not any(d["b_block"] == 32 for d in dicts(8))

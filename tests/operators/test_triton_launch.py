@@ -329,3 +329,78 @@ def test_register_cap_is_checked(value, error):
         KernelConfig.default(8).replace(forward_max_registers=value)
     cfg = KernelConfig.default(8).replace(forward_max_registers=np.int64(48))
     assert cfg.forward_max_registers == 48 and type(cfg.forward_max_registers) is int
+
+
+def _brute_tile_steps(kmin, kmax, views, dets, vb, db):
+    """The loop length of each forward tile, as the kernel computes it: the minimum ``kmin``
+    and maximum ``kmax`` over the tile's lanes on the sinogram (masked lanes load 2**30 and
+    0), the loop running from one to the other."""
+    kmin, kmax = kmin.reshape(views, dets), kmax.reshape(views, dets)
+    out = []
+    for pid in range(-(-views // vb) * -(-dets // db)):
+        v0, j0 = (pid // -(-dets // db)) * vb, (pid % -(-dets // db)) * db
+        lo = min((int(kmin[v, j]) for v in range(v0, min(v0 + vb, views))
+                  for j in range(j0, min(j0 + db, dets))), default=1 << 30)
+        hi = max((int(kmax[v, j]) for v in range(v0, min(v0 + vb, views))
+                  for j in range(j0, min(j0 + db, dets))), default=0)
+        out.append(max(0, hi - lo))
+    return out
+
+
+@pytest.mark.parametrize("geometry", ["parallel", "fan"])
+def test_tile_order_sorts_the_tiles_by_the_kernel_loop_length(geometry, monkeypatch):
+    """v6's table: every ray tile once, by the number of steps the forward's loop runs for it
+    (as the kernel bounds the loop, partial tiles included), longest first, ties in the
+    grid's order."""
+    import math
+    grid = op.ImageGrid(shape=(21, 26), spacing=(1.0, 0.9))
+    geom = (op.ParallelGeometry(angles=[i * math.pi / 13 for i in range(13)],
+                                detector_count=61, detector_spacing=0.8)  # some miss it
+            if geometry == "parallel" else
+            op.FanGeometry.full_scan(11, 45, 1.2, 60.0, 110.0, "flat", detector_offset=0.3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        table = op.XRayTransform(grid, geom, backend="torch").ray_table
+    monkeypatch.setattr(TB, "_interpreting", lambda: True)  # tables of CPU tensors
+    tabs = TB.TritonBackend(grid, geom).tables(table)
+    v, d = geom.sinogram_shape
+    for vb, db in ((4, 8), (16, 8), (1, 16)):
+        steps = TB.tile_steps(tabs["kmin"], tabs["kmax"], v, d, vb, db)
+        assert steps.tolist() == _brute_tile_steps(tabs["kmin"], tabs["kmax"], v, d, vb, db)
+        order = TB.tile_order(tabs["kmin"], tabs["kmax"], v, d, vb, db)
+        assert order.dtype == torch.int32
+        assert sorted(order.tolist()) == list(range(steps.numel()))
+        ranked = [(int(steps[i]), int(i)) for i in order]
+        assert ranked == sorted(ranked, key=lambda p: (-p[0], p[1]))
+        if vb < 16:  # 16 of 13 views: one view tile, whose rays step over rows and columns
+            assert len(set(steps.tolist())) > 1  # the order means something here
+        if geometry == "parallel" and vb == 4:
+            assert 0 in steps.tolist()  # tiles of rays that miss the image: no step at all
+
+
+def test_tile_order_reaches_the_forward_launch():
+    """``tile_order="longest_first"``: the forward launch passes its order (``ORDERED``);
+    without one, or with one of the wrong length, it says which argument is wrong. The grid
+    order passes a stand-in and ``ORDERED=False``."""
+    cfg = KernelConfig.default(8).replace(view_block=4, det_block=8)
+    order = torch.arange(2, dtype=torch.int32).flip(0)  # 3 views x 5 detectors: 1 x 1 tiles
+    tables = _tables()
+    plain = TL.forward_launch(Recorder(), 8, torch.float32, cfg, (4, 4), (3, 5), tables)
+    assert plain.kwargs["ORDERED"] is False
+    with pytest.raises(ValueError, match="order: tile_order='longest_first' needs the int32 "
+                                         "order of the 1 ray tiles, got None"):
+        TL.forward_launch(Recorder(), 8, torch.float32, cfg.replace(tile_order="longest_first"),
+                          (4, 4), (3, 5), _tables())
+    with pytest.raises(ValueError, match="order: .* got \\(2,\\)"):
+        TL.forward_launch(Recorder(), 8, torch.float32, cfg.replace(tile_order="longest_first"),
+                          (4, 4), (3, 5), _tables(), order)
+    one = torch.zeros(1, dtype=torch.int32)
+    launch = TL.forward_launch(Recorder(), 8, torch.float32,
+                               cfg.replace(tile_order="longest_first"), (4, 4), (3, 5),
+                               tables, one)
+    assert launch.kwargs["ORDERED"] is True and launch.args[-1] is one
+    assert all(a is b if torch.is_tensor(a) or a is None else a == b
+               for a, b in zip(launch.args[:-1], plain.args[:-1]))  # nothing else changes
+    assert len(launch.args) == len(plain.args)
+    with pytest.raises(ValueError, match="tile_order must be one of"):
+        cfg.replace(tile_order="shortest_first")
