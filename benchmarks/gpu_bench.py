@@ -783,10 +783,13 @@ def _f(v, fmt):
 
 
 def _launch_name(cfg: dict) -> str:
-    """A launch in a few characters: layout, forward and adjoint tiles, images, warps."""
+    """A launch in a few characters: layout, forward and adjoint tiles, images, warps, and
+    the forward's options where set (v5's pair addressing, a register cap, v6's order)."""
     return (f"{cfg['layout']} f{cfg['view_block']}x{cfg['det_block']} "
             f"a{cfg['tile_h']}x{cfg['tile_w']} b{cfg['b_block']}/{cfg['group']} "
-            f"w{cfg['num_warps']}")
+            f"w{cfg['num_warps']}" + (" pair" if cfg.get("pair_offset") else "")
+            + (f" r{cfg['forward_max_registers']}" if cfg.get("forward_max_registers") else "")
+            + (" longest-first" if cfg.get("tile_order", "grid") != "grid" else ""))
 
 
 def markdown(env, cases, rows, roof, args) -> str:

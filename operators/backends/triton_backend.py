@@ -433,8 +433,8 @@ def tile_order(kmin: torch.Tensor, kmax: torch.Tensor, views: int, dets: int,
     """The forward's ray tiles, longest loop first (:func:`tile_steps`; ties keep the grid's
     order): the ``order_ptr`` table of ``KernelConfig(tile_order="longest_first")``, int32.
 
-    Blocks start in the order of their program ids, so the grid's last programs run while the
-    others have finished: with the tiles in the grid's order that last wave holds long tiles
+    The GPU starts blocks about in the order of their program ids, so the grid's last
+    programs run while the others have finished: with the tiles in the grid's order that last wave holds long tiles
     and leaves multiprocessors idle (Nsight Compute on the H200: the forward's
     multiprocessors are active 82-89 % of its time, the adjoint's 94-100 %). Longest first is
     the classic list-scheduling remedy (Graham's LPT rule)."""

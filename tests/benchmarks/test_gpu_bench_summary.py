@@ -43,3 +43,16 @@ def test_cases_without_a_goal_and_missing_peers():
     ours_only = _rows("P256", (0.5, 0.5), (1.0, 1.0), (0.2, 0.2))[:1]
     cells = _line("P256", ours_only)
     assert cells[3] == "-x / -x" and cells[-1] == "no"
+
+
+def test_autotune_candidates_are_told_apart_by_name():
+    """The report lists each autotune candidate's time by a short name: every candidate of
+    the goal cases' batches gets its own (v5's addressing, a register cap and v6's order
+    included), so that the times can be matched to the launches."""
+    from operators.backends.triton_backend import KernelConfig
+    for batch in (8, 32):
+        names = [gb._launch_name(c.as_dict()) for c in KernelConfig.candidates(batch)]
+        assert len(set(names)) == len(names), names
+    default = KernelConfig.default(32).as_dict()
+    assert gb._launch_name(dict(default, tile_order="longest_first")).endswith(" longest-first")
+    assert " r64" in gb._launch_name(dict(default, forward_max_registers=64, pair_offset=True))
