@@ -47,6 +47,10 @@ def test_longest_first_sorts_within_each_batch_block():
     steps = np.array([1, 3, 2, 1, 3, 2])
     assert T.longest_first(steps, 3).tolist() == [1, 2, 0, 4, 5, 3]
     assert T.longest_first(np.array([2, 5, 5, 1]), 4).tolist() == [1, 2, 0, 3]  # ties: grid
+    many = np.tile([3, 1, 3, 2], 25)  # ties in grid order in a sort long enough to reorder them
+    order = T.longest_first(many, len(many)).tolist()
+    assert order == ([i for i in range(100) if many[i] == 3] + [i for i in range(100)
+                     if many[i] == 2] + [i for i in range(100) if many[i] == 1])
 
 
 def test_bad_settings_are_refused():
