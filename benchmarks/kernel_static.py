@@ -347,7 +347,7 @@ def _cells(fwd, adj, cfg: KernelConfig) -> list:
             m = sass_report(kern)
             cells += (["-", "-"] if m is None else
                       [f"{m['sass instr / step']:g}", f"{m['load rounds / step']:g}"])
-        if adjoint:
+        else:
             cells += [r["outer instr"],
                       f"{(2 * r['loop instr'] + r['outer instr']) / (2 * images):.1f}"]
     return cells

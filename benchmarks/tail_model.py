@@ -103,12 +103,14 @@ def forward_tiles(case) -> Tuple[np.ndarray, int]:
 
 def longest_first(steps: np.ndarray, tiles: int) -> np.ndarray:
     """v6's launch order of the blocks ``steps`` (``tiles`` per batch block, grid order):
-    within each batch block the tiles longest first, ties in grid order."""
-    order = []
-    for start in range(0, len(steps), tiles):
-        part = steps[start:start + tiles]
-        order.extend(start + np.argsort(-part, kind="stable"))
-    return np.array(order)
+    within each batch block the tiles longest first, ties in grid order, by the backend's own
+    rule (:func:`operators.backends.triton_backend.longest_first`)."""
+    import torch
+
+    from operators.backends.triton_backend import longest_first as rule
+    steps = torch.as_tensor(np.asarray(steps))
+    return np.concatenate([start + rule(steps[start:start + tiles]).numpy()
+                           for start in range(0, len(steps), tiles)])
 
 
 def main(argv=None) -> int:

@@ -283,11 +283,12 @@ class KernelConfig:
         per-view work) when a thread serves at most 8 images.
 
         v5 (``pair_offset``) where a thread serves at most 2 groups (float32 batches of 2-8,
-        half-precision 2-16): compiled for sm_90 its step issues 4-8 fewer instructions and
-        no more load rounds, with the same registers. With 4 groups it saves 12 instructions
-        but needs 66 registers instead of 64 (28 warps per SM instead of 32) and its second
-        load round reads new cache lines, so v4's addressing stays there until a GPU compares
-        them (``KERNELS.md``, twelfth session).
+        half-precision 2-16): compiled for sm_90 by Triton 3.8 its step issues 4-8 fewer
+        instructions and no more load rounds, with the same registers; with 4 groups it saves
+        12 instructions but needs 66 registers instead of 64 (``KERNELS.md``, twelfth
+        session), so v4's addressing stays there. Measured on an H200 (Triton 3.6, thirteenth
+        session) the two addressings run within 3 % of each other at P256 and P512: the
+        forward is bound by L1/TEX throughput, not by its instructions.
         """
         vec = _vector_width(dtype)
         group = min(vec, 1 << max(0, math.ceil(math.log2(max(1, batch)))))
@@ -439,7 +440,13 @@ def tile_order(kmin: torch.Tensor, kmax: torch.Tensor, views: int, dets: int,
     multiprocessors are active 82-89 % of its time, the adjoint's 94-100 %). Longest first is
     the classic list-scheduling remedy (Graham's LPT rule)."""
     steps = tile_steps(kmin, kmax, views, dets, view_block, det_block)
-    return torch.sort(-steps, stable=True).indices.to(torch.int32)
+    return longest_first(steps).to(torch.int32)
+
+
+def longest_first(steps: torch.Tensor) -> torch.Tensor:
+    """Indices of ``steps`` (1-D) from the largest value to the smallest, ties in index order:
+    the order of :func:`tile_order` (and of ``benchmarks/tail_model.py``'s model of it)."""
+    return torch.sort(-steps, stable=True).indices
 
 
 def _view_table(grid: ImageGrid, geometry) -> Tuple[np.ndarray, int, float, float, float]:
